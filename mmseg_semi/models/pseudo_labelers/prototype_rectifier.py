@@ -1,0 +1,319 @@
+"""RML's prototype-based self-rectification of teacher probabilities."""
+from numbers import Real
+from typing import Optional, Tuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+from ..utils.prototype_functional import (argmax_change_fraction,
+                                          class_feature_means,
+                                          ema_update_class_prior,
+                                          ema_update_prototypes,
+                                          prototype_class_weights,
+                                          rectify_probabilities)
+
+
+@MODELS.register_module()
+class PrototypeRectifier(nn.Module):
+    """Class prototypes of one teacher and the rectification they drive.
+
+    RML (Zhang et al., 2021, Sec. 4.2): the teacher's probabilities ``p`` are
+    re-weighted by a class-wise confidence ``w`` that measures how close the
+    pixel's decoder feature is to each class prototype (Eq. 9), giving
+    ``p~_k ∝ w_k p_k`` (Eq. 6); the prototypes are moving averages of the
+    batch class centroids under the teacher's arg-max (Eq. 10-11). Use one
+    rectifier per teacher: prototypes live in that teacher's feature space.
+
+    Call order per iteration (the segmentor's job)::
+
+        rectified, changed = rectifier(probs, feats, valid_mask)
+        rectifier.update(feats, probs, valid_mask)
+
+    Rectifying *before* updating means a batch is rectified with prototypes
+    estimated from earlier batches only, so a pixel's own (possibly wrong)
+    arg-max never pulls the prototype that then judges it; with
+    ``momentum = 0.9999`` the difference to updating first is otherwise
+    negligible. The very first batch is therefore passed through unchanged.
+    ``update`` is meant for the raw teacher probabilities: feeding the
+    rectified ones would let the prototypes vote on their own training
+    labels.
+
+    ``pi`` in Eq. 9 is implemented as a class-frequency prior: a moving
+    average (same ``momentum``) of the fraction of pixels the teacher
+    assigns to each class. With it, ``w`` is the posterior of a
+    nearest-prototype classifier. It is not the teacher's probability
+    ``p_k``: that would count ``p`` twice in ``w_k p_k``. The prior is always
+    tracked (so checkpoints have the same keys either way) and used only
+    when ``use_prior`` is True.
+
+    State (persistent buffers, saved in checkpoints and restored on resume):
+    ``prototypes`` (C, D) float32, ``prototype_initialised`` (C,) bool and
+    ``class_prior`` (C,) float32. Under DDP the per-class feature sums and
+    counts are all-reduced in one collective before the moving average, so
+    every rank holds identical prototypes.
+
+    Args:
+        num_classes: Number of classes ``C``.
+        feat_channels: Channels ``D`` of the decoder features (the input of
+            the classifier ``conv_seg``).
+        momentum: ``lambda`` of Eq. 10-11, the weight of the old prototype.
+        use_prior: Add ``log pi`` to the logits of Eq. 9.
+        temperature: Divides the distances in Eq. 9; 1 is the plain
+            definition. Larger values soften ``w`` when feature distances are
+            large.
+        ignore_index: Label value excluded by :meth:`update_from_labels` and
+            written by :meth:`hard_labels` on invalid pixels.
+        align_corners: ``align_corners`` of the bilinear resizes; match the
+            decode head's setting.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 feat_channels: int,
+                 momentum: float = 0.9999,
+                 use_prior: bool = True,
+                 temperature: float = 1.0,
+                 ignore_index: int = 255,
+                 align_corners: bool = False) -> None:
+        super().__init__()
+        for name, value in (('num_classes', num_classes),
+                            ('feat_channels', feat_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or value < 1:
+                raise ValueError(
+                    f'{name} must be a positive int, got {value!r}')
+        if isinstance(momentum, bool) or not isinstance(momentum, Real) \
+                or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f'momentum must be in [0, 1], got {momentum!r}')
+        if isinstance(temperature, bool) \
+                or not isinstance(temperature, Real) or not temperature > 0:
+            raise ValueError(f'temperature must be > 0, got {temperature!r}')
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise ValueError(
+                f'ignore_index must be an int, got {ignore_index!r}')
+        self.num_classes = num_classes
+        self.feat_channels = feat_channels
+        self.momentum = float(momentum)
+        self.use_prior = bool(use_prior)
+        self.temperature = float(temperature)
+        self.ignore_index = ignore_index
+        self.align_corners = align_corners
+        self.register_buffer('prototypes',
+                             torch.zeros(num_classes, feat_channels))
+        self.register_buffer('prototype_initialised',
+                             torch.zeros(num_classes, dtype=torch.bool))
+        self.register_buffer('class_prior', torch.zeros(num_classes))
+
+    @torch.no_grad()
+    def forward(self,
+                probs: Tensor,
+                feats: Tensor,
+                valid_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Rectify teacher probabilities with the current prototypes.
+
+        ``w`` is computed at the feature resolution and resized bilinearly
+        to the probabilities' size: decoder features are at 1/4-1/8 of the
+        image resolution, and resizing the C-channel weights is far cheaper
+        than resizing the D-channel features (D >> C typically). Bilinear
+        weights are convex, so the resized ``w`` still sums to 1 over
+        classes and stays exactly 0 for classes without a prototype.
+
+        Args:
+            probs: (B, C, H, W) teacher softmax ``p``.
+            feats: (B, D, h, w) teacher decoder features ``f``.
+            valid_mask: Optional bool (B, H, W), True on real image content.
+                Only ``changed_fraction`` uses it; every pixel is rectified.
+
+        Returns:
+            ``(rectified_probs, changed_fraction)``: float32 (B, C, H, W)
+            probabilities and a float32 0-dim tensor, the fraction of valid
+            pixels whose arg-max the rectification changed.
+        """
+        self._check_probs_and_feats(probs, feats)
+        self._check_valid_mask(valid_mask, probs)
+        probs = probs.detach().float()
+        weights = prototype_class_weights(
+            feats.detach(),
+            self.prototypes,
+            self.prototype_initialised,
+            log_prior=self._log_prior(),
+            temperature=self.temperature)
+        if weights.shape[2:] != probs.shape[2:]:
+            weights = F.interpolate(
+                weights,
+                size=probs.shape[2:],
+                mode='bilinear',
+                align_corners=self.align_corners)
+        rectified = rectify_probabilities(probs, weights)
+        changed_fraction = argmax_change_fraction(probs, rectified,
+                                                  valid_mask)
+        return rectified, changed_fraction
+
+    @torch.no_grad()
+    def update(self,
+               feats: Tensor,
+               probs: Tensor,
+               valid_mask: Optional[Tensor] = None) -> None:
+        """Moving-average update from the teacher's arg-max (Eq. 10-11).
+
+        ``probs`` is resized bilinearly to the feature size before the
+        arg-max (so the label reflects the probabilities around the feature
+        pixel) and ``valid_mask`` with nearest neighbour (it is a mask).
+
+        Args:
+            feats: (B, D, h, w) teacher decoder features.
+            probs: (B, C, H, W) teacher softmax (raw, not rectified).
+            valid_mask: Optional bool (B, H, W); False pixels (padding,
+                ignored regions) do not contribute.
+        """
+        self._check_probs_and_feats(probs, feats)
+        self._check_valid_mask(valid_mask, probs)
+        feat_size = feats.shape[2:]
+        probs = probs.detach().float()
+        if probs.shape[2:] != feat_size:
+            probs = F.interpolate(
+                probs,
+                size=feat_size,
+                mode='bilinear',
+                align_corners=self.align_corners)
+        labels = probs.argmax(dim=1)
+        valid = None
+        if valid_mask is not None:
+            valid = self._resize_nearest(valid_mask, feat_size).bool()
+        self._update_statistics(feats.detach(), labels, valid)
+
+    @torch.no_grad()
+    def update_from_labels(self, feats: Tensor, labels: Tensor) -> None:
+        """Moving-average update from given labels, e.g. ground truth.
+
+        Args:
+            feats: (B, D, h, w) teacher decoder features.
+            labels: int64 (B, H, W) class indices; ``ignore_index`` and other
+                out-of-range values do not contribute. Resized with nearest
+                neighbour to the feature size.
+        """
+        self._check_feats(feats)
+        if labels.dim() != 3 or labels.shape[0] != feats.shape[0] \
+                or labels.dtype != torch.long:
+            raise ValueError(
+                f'labels must be an int64 (B, H, W) tensor with '
+                f'B={feats.shape[0]}, got {labels.dtype} '
+                f'{tuple(labels.shape)}')
+        labels = self._resize_nearest(labels, feats.shape[2:])
+        # Out-of-range labels (ignore_index included) are excluded by
+        # class_feature_means; the explicit mask documents the intent.
+        self._update_statistics(feats.detach(), labels,
+                                labels != self.ignore_index)
+
+    def hard_labels(self,
+                    rectified_probs: Tensor,
+                    valid_mask: Optional[Tensor] = None) -> Tensor:
+        """Hard pseudo-labels: arg-max, ``ignore_index`` on invalid pixels.
+
+        Args:
+            rectified_probs: (B, C, H, W) output of :meth:`forward`.
+            valid_mask: Optional bool (B, H, W).
+
+        Returns:
+            int64 (B, H, W) labels.
+        """
+        labels = rectified_probs.argmax(dim=1)
+        if valid_mask is None:
+            return labels
+        self._check_valid_mask(valid_mask, rectified_probs)
+        return labels.masked_fill(~valid_mask, self.ignore_index)
+
+    def _update_statistics(self, feats: Tensor, labels: Tensor,
+                           valid: Optional[Tensor]) -> None:
+        sums, counts = class_feature_means(feats, labels, self.num_classes,
+                                           valid)
+        sums, counts = self._all_reduce_class_statistics(sums, counts)
+        batch_means = sums / counts.clamp_min(1.0).unsqueeze(1)
+        prior_initialised = self.prototype_initialised.any()
+        prototypes, initialised = ema_update_prototypes(
+            self.prototypes, self.prototype_initialised, batch_means,
+            counts > 0, self.momentum)
+        class_prior = ema_update_class_prior(self.class_prior, counts,
+                                             prior_initialised, self.momentum)
+        # In-place copies keep the buffers' identity (and device) for DDP
+        # buffer broadcasting and for any references held elsewhere.
+        self.prototypes.copy_(prototypes)
+        self.prototype_initialised.copy_(initialised)
+        self.class_prior.copy_(class_prior)
+
+    @staticmethod
+    def _all_reduce_class_statistics(sums: Tensor,
+                                     counts: Tensor) -> Tuple[Tensor, Tensor]:
+        """Sum the (C, D) sums and (C,) counts over ranks in one collective."""
+        if not (dist.is_available() and dist.is_initialized()
+                and dist.get_world_size() > 1):
+            return sums, counts
+        packed = torch.cat([sums, counts.unsqueeze(1)], dim=1)
+        dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+        return packed[:, :-1], packed[:, -1]
+
+    def _log_prior(self) -> Optional[Tensor]:
+        if not self.use_prior:
+            return None
+        # Every initialised class has a positive prior in exact arithmetic;
+        # the clamp only guards against float32 underflow after very long
+        # absences. Uninitialised classes are masked out in Eq. 9 anyway.
+        return self.class_prior.float().clamp_min(
+            torch.finfo(torch.float32).tiny).log()
+
+    @staticmethod
+    def _resize_nearest(tensor: Tensor, size) -> Tensor:
+        """Nearest-neighbour resize of a (B, H, W) mask or label map."""
+        if tensor.shape[1:] == tuple(size):
+            return tensor
+        resized = F.interpolate(
+            tensor[:, None].float(), size=tuple(size), mode='nearest')
+        return resized[:, 0].to(tensor.dtype)
+
+    def _check_feats(self, feats: Tensor) -> None:
+        if not isinstance(feats, Tensor) or feats.dim() != 4 \
+                or feats.shape[1] != self.feat_channels:
+            shape = tuple(feats.shape) if isinstance(feats, Tensor) else None
+            raise ValueError(
+                f'feats must be a (B, {self.feat_channels}, h, w) tensor '
+                f'(feat_channels={self.feat_channels}), got shape {shape}')
+        if not torch.is_floating_point(feats):
+            raise ValueError(
+                f'feats must be a floating point tensor, got {feats.dtype}')
+
+    def _check_probs_and_feats(self, probs: Tensor, feats: Tensor) -> None:
+        self._check_feats(feats)
+        if not isinstance(probs, Tensor) or probs.dim() != 4 \
+                or probs.shape[1] != self.num_classes \
+                or probs.shape[0] != feats.shape[0]:
+            shape = tuple(probs.shape) if isinstance(probs, Tensor) else None
+            raise ValueError(
+                f'probs must be a ({feats.shape[0]}, {self.num_classes}, H, '
+                f'W) tensor (num_classes={self.num_classes}, batch of '
+                f'feats), got shape {shape}')
+        if not torch.is_floating_point(probs):
+            raise ValueError(
+                f'probs must be a floating point tensor, got {probs.dtype}')
+
+    @staticmethod
+    def _check_valid_mask(valid_mask: Optional[Tensor], probs: Tensor) -> None:
+        if valid_mask is None:
+            return
+        expected = probs.shape[:1] + probs.shape[2:]
+        if not isinstance(valid_mask, Tensor) \
+                or valid_mask.dtype != torch.bool \
+                or valid_mask.shape != expected:
+            got = (valid_mask.dtype, tuple(valid_mask.shape)) \
+                if isinstance(valid_mask, Tensor) else type(valid_mask)
+            raise ValueError(
+                f'valid_mask must be a bool tensor of shape '
+                f'{tuple(expected)}, got {got}')
+
+    def extra_repr(self) -> str:
+        return (f'num_classes={self.num_classes}, '
+                f'feat_channels={self.feat_channels}, '
+                f'momentum={self.momentum}, use_prior={self.use_prior}, '
+                f'temperature={self.temperature}')

@@ -1,0 +1,298 @@
+"""Machinery shared by the semi-supervised segmentors (not registered)."""
+import copy
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.structures import PixelData
+from torch import Tensor, nn
+
+from mmseg.registry import MODELS
+from mmseg.utils import SampleList
+
+
+class SemiBaseSegmentor(BaseModel):
+    """Base for wrappers that train mmseg segmentors on unlabeled data.
+
+    A subclass owns one or more (teacher, student) pairs of plain mmseg
+    segmentors, named by :attr:`teacher_student_names`. This base provides
+    what every such wrapper needs:
+
+    * teachers never get gradients and stay in eval mode even though
+      mmengine's loop calls ``model.train()`` every iteration;
+    * ``set_train_progress(t, T)``, called by :class:`SemiIterBasedTrainLoop`,
+      so schedules (U2PL's alpha_t, supervised-only warm-up) follow training;
+    * ``predict``/``tensor`` modes run the network named by ``predict_on``,
+      so validation, testing and ``inference_model`` work as for mmseg;
+    * a plain mmseg checkpoint (model zoo, ``load_from``) initialises every
+      teacher and student;
+    * helpers to run a segmentor and capture the decoder features that feed
+      its classifier (for prototypes and contrastive heads).
+
+    Args:
+        data_preprocessor: Preprocessor config; by default a
+            ``MultiBranchDataPreprocessor`` wrapping the student's own.
+        unsup_start_iter: Supervised-only warm-up: the unsupervised losses
+            start at this iteration (the EMA hook copies students into
+            teachers until then).
+        predict_on: Name of the network used for prediction.
+        init_cfg: mmengine init config.
+    """
+
+    #: (teacher attribute, student attribute) pairs, set by subclasses.
+    teacher_student_names: Tuple[Tuple[str, str], ...] = ()
+
+    def __init__(self,
+                 data_preprocessor: Optional[dict],
+                 unsup_start_iter: int = 0,
+                 predict_on: str = 'teacher',
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if not isinstance(unsup_start_iter, int) or unsup_start_iter < 0:
+            raise ValueError('unsup_start_iter must be a non-negative int, '
+                             f'got {unsup_start_iter!r}')
+        self.unsup_start_iter = unsup_start_iter
+        self._predict_on = predict_on
+        self.train_iter = 0
+        self.max_iters = 1
+
+    # ------------------------------------------------------------ structure
+    @staticmethod
+    def build_multi_branch_preprocessor(
+            data_preprocessor: Optional[dict], segmentor: dict) -> dict:
+        """The segmentor's preprocessor, applied per branch.
+
+        A plain mmseg preprocessor config (e.g. the top-level
+        ``data_preprocessor`` that mmengine's runner hands to every model) is
+        wrapped in a ``MultiBranchDataPreprocessor``.
+        """
+        if data_preprocessor is not None and data_preprocessor.get(
+                'type') in ('MultiBranchDataPreprocessor',
+                            'mmseg.MultiBranchDataPreprocessor'):
+            return data_preprocessor
+        inner = data_preprocessor or segmentor.get('data_preprocessor')
+        if inner is None:
+            raise KeyError(
+                'Neither the semi-supervised model nor its segmentor config '
+                'has a data_preprocessor; set segmentor.data_preprocessor '
+                "(e.g. dict(type='SegDataPreProcessor', ...))")
+        return dict(
+            type='MultiBranchDataPreprocessor',
+            data_preprocessor=copy.deepcopy(inner))
+
+    @staticmethod
+    def build_teacher_student(segmentor: dict) -> Tuple[nn.Module, nn.Module]:
+        """Build a student from an mmseg config and a teacher copy of it."""
+        student = MODELS.build(segmentor)
+        teacher = copy.deepcopy(student)
+        freeze(teacher)
+        return teacher, student
+
+    def teacher_student_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+        """(teacher, student) modules, for the EMA hook."""
+        return [(getattr(self, t), getattr(self, s))
+                for t, s in self.teacher_student_names]
+
+    def teachers(self) -> List[nn.Module]:
+        return [teacher for teacher, _ in self.teacher_student_pairs()]
+
+    @property
+    def segmentor_names(self) -> List[str]:
+        return [name for pair in self.teacher_student_names for name in pair]
+
+    @property
+    def predict_on(self) -> str:
+        return self._predict_on
+
+    @predict_on.setter
+    def predict_on(self, name: str) -> None:
+        if name not in self.predict_choices():
+            raise ValueError(f'predict_on={name!r} is not one of '
+                             f'{self.predict_choices()}')
+        self._predict_on = name
+
+    def predict_choices(self) -> List[str]:
+        return self.segmentor_names
+
+    def predict_model(self) -> nn.Module:
+        return getattr(self, self.predict_on)
+
+    def train(self, mode: bool = True) -> 'SemiBaseSegmentor':
+        super().train(mode)
+        for teacher in self.teachers():
+            teacher.eval()  # BN statistics and dropout stay frozen
+        return self
+
+    # ------------------------------------------------------------- schedule
+    def set_train_progress(self, iteration: int, max_iters: int) -> None:
+        """Called by the train loop before each step (t, T)."""
+        self.train_iter = int(iteration)
+        self.max_iters = max(int(max_iters), 1)
+
+    @property
+    def progress(self) -> Tuple[int, int]:
+        return self.train_iter, self.max_iters
+
+    @property
+    def unsup_active(self) -> bool:
+        return self.train_iter >= self.unsup_start_iter
+
+    # -------------------------------------------------------------- forward
+    def forward(self,
+                inputs,
+                data_samples=None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.predict_model()._forward(inputs, data_samples)
+        raise RuntimeError(f'Invalid mode "{mode}". '
+                           'Only supports loss, predict and tensor mode')
+
+    def loss(self, inputs: Dict[str, Tensor],
+             data_samples: Dict[str, SampleList]) -> dict:
+        raise NotImplementedError
+
+    def predict(self, inputs: Tensor,
+                data_samples: Optional[SampleList] = None) -> SampleList:
+        return self.predict_model().predict(inputs, data_samples)
+
+    # ------------------------------------------------- checkpoint loading
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        expand_plain_segmentor_state(state_dict, prefix, self.segmentor_names)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No gradients, eval mode: how a teacher is held."""
+    module.eval()
+    for param in module.parameters():
+        param.requires_grad_(False)
+    return module
+
+
+def expand_plain_segmentor_state(state_dict: dict, prefix: str,
+                                 names: Sequence[str]) -> None:
+    """Map a plain mmseg state dict onto every named sub-segmentor, in place.
+
+    A checkpoint whose keys all lack the wrapper's prefixes (``student.``,
+    ``teacher.``...) is a plain segmentor checkpoint (model zoo, supervised
+    run): each key ``k`` becomes ``<name>.k`` for every name, so one
+    checkpoint initialises both teacher and student. Wrapper checkpoints are
+    left untouched.
+    """
+    own = [k for k in state_dict if k.startswith(prefix)]
+    if not own:
+        return
+    wrapper_prefixes = tuple(f'{prefix}{name}.' for name in names)
+    if any(k.startswith(wrapper_prefixes) for k in own):
+        return
+    for key in own:
+        value = state_dict.pop(key)
+        rest = key[len(prefix):]
+        for name in names:
+            state_dict[f'{prefix}{name}.{rest}'] = value
+
+
+# ------------------------------------------------------------------ helpers
+def classifier_input_module(decode_head: nn.Module) -> nn.Module:
+    """The module whose input is the decoder feature before the classifier.
+
+    mmseg's ``BaseDecodeHead.cls_seg`` applies ``dropout`` (when set) and then
+    ``conv_seg``; the feature entering that step is the head's pixel
+    representation, whatever the head's architecture.
+    """
+    dropout = getattr(decode_head, 'dropout', None)
+    if isinstance(dropout, nn.Module):
+        return dropout
+    conv_seg = getattr(decode_head, 'conv_seg', None)
+    if isinstance(conv_seg, nn.Module):
+        return conv_seg
+    raise AttributeError(
+        f'{type(decode_head).__name__} exposes no decoder features: it has '
+        'neither `dropout` nor `conv_seg` (mmseg BaseDecodeHead.cls_seg), so '
+        'prototypes or a contrastive loss cannot be attached to it')
+
+
+@contextmanager
+def capture_classifier_input(decode_head: nn.Module) -> Iterator[list]:
+    """Record the decoder feature that enters the classifier.
+
+    Yields a list that holds, after the head's forward, the captured
+    (B, D, h, w) feature.
+    """
+    captured: list = []
+
+    def hook(module, args):
+        captured.append(args[0])
+
+    handle = classifier_input_module(decode_head).register_forward_pre_hook(
+        hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def forward_logits(segmentor: nn.Module,
+                   inputs: Tensor,
+                   with_features: bool = False
+                   ) -> Tuple[Tensor, Optional[Tensor]]:
+    """Logits at input resolution, and optionally the decoder feature.
+
+    Unlike ``predict`` this keeps padding, flips and the network's input
+    size, so pseudo-labels line up pixel for pixel with the strong view.
+    """
+    feats = segmentor.extract_feat(inputs)
+    head = segmentor.decode_head
+    if with_features:
+        with capture_classifier_input(head) as captured:
+            logits = head(feats)
+        if not captured:
+            raise RuntimeError(
+                f'{type(head).__name__}.forward did not call its classifier '
+                '(cls_seg); its decoder features cannot be captured')
+        features = captured[-1]
+    else:
+        logits, features = head(feats), None
+    logits = F.interpolate(
+        logits,
+        size=inputs.shape[2:],
+        mode='bilinear',
+        align_corners=getattr(head, 'align_corners', False))
+    return logits, features
+
+
+def valid_pixel_mask(data_samples: SampleList, height: int, width: int,
+                     device: torch.device) -> Tensor:
+    """bool (B, H, W): True inside each image, False on batch padding.
+
+    ``stack_batch`` pads at the bottom and right, so the image occupies
+    ``[0, img_h) x [0, img_w)`` of the padded batch.
+    """
+    sizes = torch.tensor([list(s.img_shape[:2]) for s in data_samples],
+                         device=device)
+    rows = torch.arange(height, device=device).view(1, height, 1)
+    cols = torch.arange(width, device=device).view(1, 1, width)
+    return (rows < sizes[:, 0].view(-1, 1, 1)) & \
+        (cols < sizes[:, 1].view(-1, 1, 1))
+
+
+def stack_gt_labels(data_samples: SampleList) -> Tensor:
+    """(B, H, W) int64 ground truth from padded ``gt_sem_seg``."""
+    return torch.stack([s.gt_sem_seg.data[0] for s in data_samples]).long()
+
+
+def attach_pseudo_labels(data_samples: SampleList, labels: Tensor) -> None:
+    """Store pseudo-labels as ``gt_sem_seg`` (e.g. for visualisation)."""
+    for sample, label in zip(data_samples, labels):
+        sample.gt_sem_seg = PixelData(data=label.unsqueeze(0))

@@ -1,0 +1,212 @@
+"""Pure tensor functions for entropy-based pseudo-labelling (U2PL, Sec. 3.2).
+
+Equation numbers refer to Wang et al., "Semi-Supervised Semantic Segmentation
+Using Unreliable Pseudo-Labels", CVPR 2022. Every function computes in
+float32 whatever the input dtype, runs on the input's device and performs no
+host synchronisation, so it is safe inside an AMP-enabled training step.
+"""
+import math
+from numbers import Real
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def pixel_entropy(probs: Tensor, dim: int = 1, eps: float = 1e-10) -> Tensor:
+    """Per-pixel Shannon entropy of class probabilities (U2PL Eq. 5).
+
+    ``H(p) = -sum_c p(c) log p(c)``, in nats. Probabilities are clamped to
+    ``eps`` inside the log only, so a one-hot pixel has entropy exactly 0
+    (``0 * log eps == 0``) and a uniform pixel over ``C`` classes has
+    entropy ``log C``.
+
+    Args:
+        probs: Probabilities, e.g. a softmax output of shape (B, C, H, W).
+        dim: The class dimension that is summed over.
+        eps: Lower clamp for the argument of the log; must be > 0.
+
+    Returns:
+        float32 tensor of ``probs``' shape without ``dim``.
+    """
+    if not torch.is_floating_point(probs):
+        raise ValueError(
+            f'probs must be a floating point tensor, got dtype {probs.dtype}')
+    if not -probs.dim() <= dim < probs.dim():
+        raise ValueError(
+            f'dim={dim} is out of range for probs with {probs.dim()} dims')
+    if not eps > 0:
+        raise ValueError(f'eps must be > 0, got {eps}')
+    probs = probs.float()
+    return -(probs * probs.clamp_min(eps).log()).sum(dim=dim)
+
+
+def entropy_quantile_threshold(entropy: Tensor, valid_mask: Tensor,
+                               alpha: float) -> Tensor:
+    """Entropy threshold ``gamma_t`` leaving the top ``alpha`` unreliable.
+
+    U2PL Eq. 6: ``gamma_t`` is the ``(1 - alpha_t)`` quantile of the
+    entropies of the valid pixels in the batch, so pixels with
+    ``entropy >= gamma_t`` (the highest-entropy ``alpha_t`` fraction) are
+    unreliable and ``valid & (entropy < gamma_t)`` are reliable. The
+    quantile uses linear interpolation between order statistics, exactly
+    like ``numpy.percentile(entropy[valid], 100 * (1 - alpha))`` in the
+    reference implementation, but is computed with ``torch.sort`` on the
+    tensor's device, so it has no input-size limit (unlike
+    ``torch.quantile``) and needs no host sync: the valid count stays a
+    tensor and the order statistics are read with ``gather``.
+
+    Special cases:
+        * ``alpha == 0``: returns ``+inf``, so every valid pixel is reliable
+          (the plain quantile would equal the maximum and, with the strict
+          ``<``, wrongly drop the most uncertain pixel).
+        * ``alpha == 1``: returns the minimum valid entropy, so nothing is
+          reliable.
+        * no valid pixel: returns 0; ``valid & (entropy < 0)`` is empty.
+
+    Args:
+        entropy: Per-pixel entropy of any shape, e.g. (B, H, W).
+        valid_mask: bool tensor of the same shape; False pixels (padding,
+            ignored regions) are excluded from the quantile.
+        alpha: The unreliable proportion ``alpha_t`` in [0, 1].
+
+    Returns:
+        0-dim float32 tensor on ``entropy``'s device.
+    """
+    if entropy.shape != valid_mask.shape:
+        raise ValueError(
+            f'entropy and valid_mask must have the same shape, got '
+            f'{tuple(entropy.shape)} and {tuple(valid_mask.shape)}')
+    if valid_mask.dtype != torch.bool:
+        raise ValueError(
+            f'valid_mask must be a bool tensor, got dtype {valid_mask.dtype}')
+    _check_unit_interval('alpha', alpha)
+    device = entropy.device
+    if alpha == 0:
+        return torch.full((), math.inf, device=device)
+    if entropy.numel() == 0:
+        return torch.zeros((), device=device)
+
+    valid = valid_mask.flatten()
+    # Invalid pixels are pushed to the end, so the first `num_valid` sorted
+    # entries are exactly the valid entropies in ascending order.
+    sorted_entropy = torch.where(valid,
+                                 entropy.flatten().float(),
+                                 math.inf).sort().values
+    num_valid = valid.sum()
+    last_index = (num_valid - 1).clamp_min(0)
+    # numpy's 'linear' method: virtual index q * (n - 1). float64 keeps the
+    # index exact beyond 2**24 pixels, where float32 would round it.
+    position = (1.0 - alpha) * last_index.double()
+    lower_index = position.floor().long()
+    upper_index = torch.minimum(lower_index + 1, last_index)
+    fraction = (position - lower_index.double()).float()
+    lower = sorted_entropy.gather(0, lower_index.view(1))
+    upper = sorted_entropy.gather(0, upper_index.view(1))
+    threshold = torch.lerp(lower, upper, fraction).squeeze(0)
+    # With no valid pixel the gathered values are +inf placeholders.
+    return torch.where(num_valid > 0, threshold, torch.zeros_like(threshold))
+
+
+def dynamic_partition_alpha(alpha_0: float, iteration: int,
+                            max_iters: int) -> float:
+    """Unreliable proportion at iteration ``t`` (U2PL Eq. 7).
+
+    ``alpha_t = alpha_0 * (1 - t / T)``: as the teacher improves, fewer
+    pixels are treated as unreliable. Iterations past ``max_iters`` keep
+    ``alpha_t`` at 0 instead of turning it negative.
+
+    Args:
+        alpha_0: Initial unreliable proportion in [0, 1] (0.2 in U2PL).
+        iteration: Current iteration ``t`` (>= 0).
+        max_iters: Total iterations ``T`` (> 0).
+
+    Returns:
+        ``alpha_t`` as a Python float in [0, alpha_0].
+    """
+    _check_unit_interval('alpha_0', alpha_0)
+    if isinstance(iteration, bool) or not isinstance(iteration, int) \
+            or iteration < 0:
+        raise ValueError(
+            f'iteration must be a non-negative int, got {iteration!r}')
+    if isinstance(max_iters, bool) or not isinstance(max_iters, int) \
+            or max_iters <= 0:
+        raise ValueError(
+            f'max_iters must be a positive int, got {max_iters!r}')
+    progress = min(iteration / max_iters, 1.0)
+    return alpha_0 * (1.0 - progress)
+
+
+def adaptive_unsup_weight(reliable_mask: Tensor, eta: float = 1.0) -> Tensor:
+    """Adaptive unsupervised loss weight ``lambda_u`` (U2PL Eq. 8).
+
+    ``lambda_u = eta * |B_u| * H * W / #reliable``, i.e. ``eta`` times the
+    inverse fraction of reliable pixels, so that ``lambda_u * L_u``
+    (with ``L_u`` from :func:`pseudo_label_cross_entropy`, Eq. 3) is
+    ``eta`` times the mean cross-entropy over the reliable pixels.
+
+    Args:
+        reliable_mask: bool tensor (B, H, W) of reliable pixels.
+        eta: Base loss weight (>= 0).
+
+    Returns:
+        0-dim float32 tensor; 0 when no pixel is reliable (never inf/NaN).
+    """
+    if reliable_mask.dtype != torch.bool:
+        raise ValueError('reliable_mask must be a bool tensor, got dtype '
+                         f'{reliable_mask.dtype}')
+    if not isinstance(eta, Real) or not eta >= 0:
+        raise ValueError(f'eta must be a non-negative number, got {eta!r}')
+    num_reliable = reliable_mask.sum()
+    # clamp_min keeps the division finite; torch.where then zeroes the
+    # empty case without a host-side branch.
+    weight = (eta * reliable_mask.numel()) / num_reliable.clamp_min(1).float()
+    return torch.where(num_reliable > 0, weight, torch.zeros_like(weight))
+
+
+def pseudo_label_cross_entropy(logits: Tensor,
+                               labels: Tensor,
+                               ignore_index: int = 255) -> Tensor:
+    """Unsupervised loss ``L_u`` on pseudo-labels (U2PL Eq. 3).
+
+    ``L_u = 1 / (|B_u| H W) * sum_{reliable} CE(logits, label)``: the sum
+    runs over pixels whose label is not ``ignore_index`` but the
+    normaliser is every pixel, so multiply by :func:`adaptive_unsup_weight`
+    (Eq. 8) to get a mean over reliable pixels, or by a constant to get the
+    FixMatch-style mean over all pixels.
+
+    Args:
+        logits: Student logits (B, C, H, W), already resized to the labels.
+        labels: int64 pseudo-labels (B, H, W); ``ignore_index`` marks pixels
+            that do not contribute.
+        ignore_index: Label value to skip.
+
+    Returns:
+        0-dim float32 loss, differentiable w.r.t. ``logits``.
+    """
+    if logits.dim() != 4:
+        raise ValueError('logits must have shape (B, C, H, W), got '
+                         f'{tuple(logits.shape)}')
+    if labels.dim() != 3:
+        raise ValueError('labels must have shape (B, H, W), got '
+                         f'{tuple(labels.shape)}')
+    if logits.shape[0] != labels.shape[0] \
+            or logits.shape[2:] != labels.shape[1:]:
+        raise ValueError(
+            f'logits {tuple(logits.shape)} and labels {tuple(labels.shape)} '
+            'disagree in batch or spatial size; resize the logits first')
+    if labels.dtype != torch.long:
+        raise ValueError(
+            f'labels must be an int64 tensor, got dtype {labels.dtype}')
+    if labels.numel() == 0:
+        raise ValueError('labels is empty; cannot average over 0 pixels')
+    summed = F.cross_entropy(
+        logits.float(), labels, ignore_index=ignore_index, reduction='sum')
+    return summed / labels.numel()
+
+
+def _check_unit_interval(name: str, value: float) -> None:
+    """Raise ValueError unless ``value`` is a real number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, Real) \
+            or not 0 <= value <= 1:
+        raise ValueError(f'{name} must be a number in [0, 1], got {value!r}')

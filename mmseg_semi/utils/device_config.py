@@ -1,0 +1,48 @@
+"""Make a config runnable on the machine at hand (CPU-only included)."""
+import logging
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+#: Normalisation layers that only run on GPUs, and their CPU replacement.
+GPU_ONLY_NORMS = {'SyncBN': 'BN', 'MMSyncBN': 'BN'}
+
+
+def replace_norm_types(node: Any, mapping: dict) -> int:
+    """Rewrite ``type`` of norm configs in place; returns how many changed."""
+    changed = 0
+    if isinstance(node, dict):
+        if node.get('type') in mapping and 'requires_grad' in node:
+            node['type'] = mapping[node['type']]
+            changed += 1
+        for value in node.values():
+            changed += replace_norm_types(value, mapping)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            changed += replace_norm_types(value, mapping)
+    return changed
+
+
+def adapt_config_to_device(cfg: Config) -> Config:
+    """Use gloo and plain BN when no GPU is present.
+
+    mmseg configs ask for SyncBN and NCCL, which need GPUs; on a CPU-only
+    machine the run would fail inside torch. SyncBN becomes BN (single
+    process runs get the same from mmengine) and the process group uses gloo.
+    """
+    if torch.cuda.is_available():
+        return cfg
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+    changed = replace_norm_types(cfg.get('model'), GPU_ONLY_NORMS)
+    if changed:
+        print_log(
+            f'No GPU: {changed} SyncBN layer config(s) replaced by BN and '
+            'the process group uses gloo',
+            logger='current',
+            level=logging.WARNING)
+    return cfg

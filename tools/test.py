@@ -1,0 +1,88 @@
+"""Evaluate a checkpoint (supervised or semi-supervised) on the test set.
+
+Same command line as mmseg's tools/test.py. For a semi-supervised model,
+``--predict-on teacher|student`` picks the network (default: the config's).
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+import mmseg_semi  # noqa: F401  (registers modules, applies patches)
+from mmseg_semi.utils import adapt_config_to_device
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test a segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='directory for logs and metrics')
+    parser.add_argument('--out', help='directory to save predicted masks')
+    parser.add_argument('--show-dir', help='directory to save visualisations')
+    parser.add_argument(
+        '--predict-on',
+        help='network of a semi-supervised model to evaluate '
+        '(teacher, student, ...)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--tta', action='store_true', help='test time aug')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_config(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.predict_on is not None:
+        if 'segmentor' not in cfg.model:
+            raise ValueError(
+                f'--predict-on {args.predict_on}: {args.config} is not a '
+                'semi-supervised config (its model has no segmentor)')
+        cfg.model.predict_on = args.predict_on
+    if args.show_dir or args.out:
+        hooks = cfg.default_hooks
+        if 'visualization' not in hooks:
+            raise KeyError('--show-dir/--out need default_hooks.visualization')
+        if args.show_dir:
+            hooks.visualization.draw = True
+            hooks.visualization.interval = 1
+            cfg.visualizer.save_dir = args.show_dir
+        if args.out:
+            cfg.test_evaluator.update(
+                output_dir=args.out, keep_results=True)
+    if args.tta:
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    return adapt_config_to_device(cfg)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = build_config(args)
+    runner = Runner.from_cfg(cfg)
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
