@@ -4,7 +4,8 @@
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 CAMVID_ROOT ?= $(CURDIR)/../shared/data/camvid
-DEMO_CONFIG ?= configs/mean_teacher/mean-teacher_effnetlite0-d8_deeplabv3plus_1-8-camvid-demo.py
+DEMO_CONFIG ?= configs/mean_teacher/mean-teacher_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py
+DEMO_ITERS ?= 200
 export VENV
 
 .PHONY: setup demo test
@@ -12,7 +13,7 @@ setup:
 	bash tools/setup_env.sh
 
 demo: setup
-	MMSEG_SEMI_CAMVID_ROOT=$(CAMVID_ROOT) $(PY) tools/demo.py --config $(DEMO_CONFIG)
+	MMSEG_SEMI_CAMVID_ROOT=$(CAMVID_ROOT) $(PY) tools/demo.py --config $(DEMO_CONFIG) --iters $(DEMO_ITERS) --data-root $(CAMVID_ROOT)
 
 test: setup
 	MMSEG_SEMI_CAMVID_ROOT=$(CAMVID_ROOT) $(PY) -m pytest tests -q -p no:cacheprovider

@@ -164,8 +164,8 @@ def test_anchor_mask_matches_loop_reference():
 def test_anchor_threshold_is_strict():
     labels = torch.tensor([[[0, 0]]])
     probs = torch.tensor([[[[0.3, 0.31]], [[0.7, 0.69]]]])
-    assert anchor_mask(labels, probs, 2, 0.3).tolist() == [[False, True],
-                                                          [False, False]]
+    mask = anchor_mask(labels, probs, 2, 0.3)
+    assert mask.tolist() == [[False, True], [False, False]]
 
 
 # --------------------------------------------------- negatives, Eq. 14-15

@@ -11,7 +11,10 @@ model = dict(
     type='MeanTeacherSegmentor',
     segmentor={{_base_.model}},
     pseudo_labeler=dict(type='EntropyPseudoLabeler', alpha_0=0.2),
-    cutmix=dict(prob=1.0))
+    cutmix=dict(prob=1.0),
+    # Supervised-only warm-up (U2PL trains one epoch without the
+    # unsupervised loss); the EMA hook copies the student until then.
+    unsup_start_iter=100)
 train_cfg = dict(
     type='SemiIterBasedTrainLoop',
     unlabeled_dataloader={{_base_.unlabeled_dataloader}})

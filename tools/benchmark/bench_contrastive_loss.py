@@ -152,8 +152,8 @@ def main():
             'max allocated'
     else:
         # ru_maxrss is in KiB on Linux.
-        peak = f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}' \
-            ' MiB peak RSS'
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = f'{peak_kib / 1024:.0f} MiB peak RSS'
     bank_mib = bank.keys.numel() * bank.keys.element_size() / 2**20
     config = (f'B={args.batch_size}, {args.size}x{args.size}, '
               f'D={args.channels}, C={args.num_classes}, '

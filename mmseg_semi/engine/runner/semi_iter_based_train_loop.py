@@ -1,6 +1,11 @@
 import logging
-from typing import Dict, List, Optional, Tuple, Union
+import random
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
+import numpy as np
+import torch
+from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import IterBasedTrainLoop
@@ -24,6 +29,13 @@ class SemiIterBasedTrainLoop(IterBasedTrainLoop):
 
     On resume both iterators are advanced past the batches already used, so
     data order from the resumed iteration on matches an uninterrupted run.
+    The random state (python, numpy, torch) after each optimiser step is kept
+    in the message hub, which checkpoints save, and restored once the
+    iterators are advanced; validation runs with the random state saved and
+    restored around it. With a fixed seed a resumed run therefore draws the
+    same augmentations, CutMix boxes and dropout masks as an uninterrupted
+    one (exactly so in one process, or with data-loader workers under DDP;
+    with ``randomness.diff_rank_seed`` under DDP only data order resumes).
 
     Args:
         runner: The runner.
@@ -74,6 +86,7 @@ class SemiIterBasedTrainLoop(IterBasedTrainLoop):
             for _ in range(self._iter):
                 next(self.dataloader_iterator)
                 next(self.unlabeled_iterator)
+            self._restore_random_state()
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             data_batch = dict(
@@ -85,7 +98,8 @@ class SemiIterBasedTrainLoop(IterBasedTrainLoop):
                     and self._iter >= self.val_begin
                     and (self._iter % self.val_interval == 0
                          or self._iter == self._max_iters)):
-                self.runner.val_loop.run()
+                with preserved_random_state():  # val must not shift training
+                    self.runner.val_loop.run()
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
@@ -96,7 +110,69 @@ class SemiIterBasedTrainLoop(IterBasedTrainLoop):
             model = model.module
         if hasattr(model, 'set_train_progress'):
             model.set_train_progress(self._iter, self._max_iters)
-        super().run_iter(data_batch)
+        # mmengine's run_iter, plus the random state recorded before the
+        # after_train_iter hooks (CheckpointHook) save the message hub.
+        self.runner.call_hook(
+            'before_train_iter', batch_idx=self._iter, data_batch=data_batch)
+        outputs = self.runner.model.train_step(
+            data_batch, optim_wrapper=self.runner.optim_wrapper)
+        self.runner.message_hub.update_info(RANDOM_STATE_KEY,
+                                            get_random_state())
+        self.runner.call_hook(
+            'after_train_iter',
+            batch_idx=self._iter,
+            data_batch=data_batch,
+            outputs=outputs)
+        self._iter += 1
+
+    def _restore_random_state(self) -> None:
+        """Random state of the checkpoint's iteration, when it has one."""
+        state = self.runner.message_hub.get_info(RANDOM_STATE_KEY)
+        if state is None:
+            return  # a checkpoint written without this loop
+        if get_world_size() > 1 and self.runner._randomness_cfg.get(
+                'diff_rank_seed', False):
+            print_log(
+                'diff_rank_seed: the checkpoint holds rank 0\'s random state '
+                'only, so random state is not restored on resume',
+                logger='current',
+                level=logging.WARNING)
+            return
+        set_random_state(state)
+
+
+#: Message hub key of the random state after the latest optimiser step (not
+#: prefixed 'train', which LogProcessor would log as a non-scalar).
+RANDOM_STATE_KEY = 'semi_loop_random_state'
+
+
+def get_random_state() -> dict:
+    """Python, numpy, torch (and current CUDA device) random states."""
+    state = dict(
+        python=random.getstate(),
+        numpy=np.random.get_state(),
+        torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_random_state(state: dict) -> None:
+    random.setstate(state['python'])
+    np.random.set_state(state['numpy'])
+    torch.set_rng_state(state['torch'].cpu())
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state['cuda'].cpu())
+
+
+@contextmanager
+def preserved_random_state() -> Iterator[None]:
+    """Random state restored on exit (whatever the block draws)."""
+    state = get_random_state()
+    try:
+        yield
+    finally:
+        set_random_state(state)
 
 
 def warn_if_splits_overlap(labeled_dataset, unlabeled_dataset) -> None:

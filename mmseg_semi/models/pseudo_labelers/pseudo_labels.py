@@ -26,6 +26,8 @@ class PseudoLabels:
             ``gamma_t`` or the confidence threshold).
         alpha: The unreliable proportion ``alpha_t`` used, or None when the
             selection is not proportion-based.
+        rectified_ratio: 0-dim fraction of valid pixels whose arg-max a
+            prototype rectifier changed before labelling, or None.
     """
 
     labels: Tensor
@@ -36,6 +38,7 @@ class PseudoLabels:
     weight: Tensor
     threshold: Tensor
     alpha: Optional[float] = None
+    rectified_ratio: Optional[Tensor] = None
 
     @property
     def unreliable(self) -> Tensor:

@@ -1,41 +1,63 @@
-from typing import Dict, Optional, Tuple
+import copy
+from typing import Dict, List, Optional, Tuple
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from ..pseudo_labelers import PseudoLabels
 from ..utils import cutmix_batch, pseudo_label_cross_entropy
-from .semi_base_segmentor import (SemiBaseSegmentor, forward_logits,
-                                  valid_pixel_mask)
+from ..utils.cutmix import boxes_to_mask, paste_from
+from .semi_base_segmentor import (SemiBaseSegmentor, classifier_input_module,
+                                  forward_logits, freeze,
+                                  segmentor_loss_with_features,
+                                  stack_gt_labels, valid_pixel_mask)
 
 
 @MODELS.register_module()
 class MeanTeacherSegmentor(SemiBaseSegmentor):
-    """Mean teacher around any mmseg segmentor (the U2PL skeleton).
+    """Mean teacher around any mmseg segmentor; with a contrastive loss, U2PL.
 
     Per step: the student's own supervised loss on the labeled batch; the
     teacher (an EMA of the student kept by :class:`EMATeacherHook`) labels the
-    weak view; a pseudo-labeler turns its softmax into labels, a reliability
-    mask and a loss weight; the strong view and every per-pixel map are
-    CutMixed together; the student is trained on the mixed strong view
-    against the mixed pseudo-labels (U2PL Eq. 3 with the labeler's weight,
-    Eq. 8 for the entropy labeler).
+    weak view; an optional prototype rectifier (RML Eq. 6, 9) corrects the
+    teacher's softmax; a pseudo-labeler turns it into labels, a reliability
+    mask and a loss weight (U2PL Eq. 5-8 for the entropy labeler); the strong
+    view and every per-pixel map are CutMixed together; the student is
+    trained on the mixed strong view against the mixed pseudo-labels (U2PL
+    Eq. 3 times the labeler's weight).
 
-    Losses are logged as ``sup_<mmseg key>`` and ``unsup_loss_ce``, plus the
-    labeler's statistics (``unsup_weight``, ``unsup_reliable_ratio``,
-    ``unsup_alpha``, ``unsup_threshold``), which are not summed into the loss.
+    With ``rep_head`` and ``contrastive_loss`` (U2PL Sec. 3.3), a
+    representation head runs on the decoder feature that enters each
+    network's classifier; the student's representations of labeled and
+    unlabeled pixels are anchors, the teacher's give positives and the
+    negatives kept in per-class memory banks (Eq. 4, 9-16). The teacher's
+    representation head is the EMA of the student's; the loss (and its
+    memory bank) lives in this wrapper, outside both, so it is neither
+    averaged nor copied.
+
+    Losses are logged as ``sup_<mmseg key>``, ``unsup_loss_ce`` and
+    ``unsup_loss_contrast``, plus the labeler's statistics
+    (``unsup_weight``, ``unsup_reliable_ratio``, ``unsup_alpha``,
+    ``unsup_threshold``, ``unsup_rectified_ratio``), which are logged but not
+    summed into the loss.
 
     Args:
-        segmentor: Config of any mmseg segmentor (EncoderDecoder...), used
-            for the student; the teacher is a copy.
+        segmentor: Config of any mmseg ``EncoderDecoder``-style segmentor,
+            used for the student; the teacher is a copy.
         pseudo_labeler: Config of a pseudo-labeler (entropy by default).
         cutmix: ``dict(prob=..., area_ratio_range=..., aspect_ratio_range=...)``
             for batch CutMix of the strong view, or None to disable.
+        rectifier: Optional ``PrototypeRectifier`` config applied to the
+            teacher's softmax before pseudo-labelling.
+        rep_head: Optional ``RepresentationHead`` config (U2PL).
+        contrastive_loss: Optional ``U2PLContrastiveLoss`` config; needs
+            ``rep_head``.
         sup_weight: Weight of the supervised losses.
-        unsup_weight: Weight of the unsupervised loss (multiplies the
-            labeler's own weight).
+        unsup_weight: Weight of the unsupervised cross-entropy (multiplies
+            the labeler's own weight).
         data_preprocessor, unsup_start_iter, predict_on, init_cfg: see
             :class:`SemiBaseSegmentor`.
     """
@@ -46,6 +68,9 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
                  segmentor: dict,
                  pseudo_labeler: dict = dict(type='EntropyPseudoLabeler'),
                  cutmix: Optional[dict] = dict(prob=1.0),
+                 rectifier: Optional[dict] = None,
+                 rep_head: Optional[dict] = None,
+                 contrastive_loss: Optional[dict] = None,
                  sup_weight: float = 1.0,
                  unsup_weight: float = 1.0,
                  data_preprocessor: Optional[dict] = None,
@@ -58,51 +83,157 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             unsup_start_iter=unsup_start_iter,
             predict_on=predict_on,
             init_cfg=init_cfg)
+        if (rep_head is None) != (contrastive_loss is None):
+            raise ValueError(
+                'rep_head and contrastive_loss go together (U2PL): got '
+                f'rep_head={rep_head!r}, contrastive_loss={contrastive_loss!r}')
         self.teacher, self.student = self.build_teacher_student(segmentor)
         self.pseudo_labeler = MODELS.build(pseudo_labeler)
+        self.rectifier = MODELS.build(rectifier) if rectifier else None
         self.cutmix = dict(cutmix) if cutmix is not None else None
         self.sup_weight = sup_weight
         self.unsup_weight = unsup_weight
+        if rep_head is not None:
+            # Fail at build time, not at the first step, when the head
+            # exposes no classifier input to attach the representation to.
+            classifier_input_module(self.student.decode_head)
+            self.student_rep_head = MODELS.build(rep_head)
+            self.teacher_rep_head = freeze(
+                copy.deepcopy(self.student_rep_head))
+            self.contrastive_loss = MODELS.build(contrastive_loss)
+        else:
+            self.student_rep_head = self.teacher_rep_head = None
+            self.contrastive_loss = None
 
+    @property
+    def with_contrastive(self) -> bool:
+        return self.contrastive_loss is not None
+
+    def teacher_student_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+        pairs = super().teacher_student_pairs()
+        if self.with_contrastive:
+            pairs.append((self.teacher_rep_head, self.student_rep_head))
+        return pairs
+
+    # ------------------------------------------------------------------ loss
     def loss(self, inputs: Dict[str, Tensor],
              data_samples: Dict[str, SampleList]) -> dict:
-        losses = self.supervised_loss(self.student, inputs['labeled'],
-                                      data_samples['labeled'])
-        if self.unsup_active:
-            pseudo = self.teacher_pseudo_labels(self.teacher, inputs['weak'],
-                                                data_samples['weak'])
-            strong, labels = self.mix_strong_view(inputs['strong'], pseudo)
-            logits, _ = forward_logits(self.student, strong)
-            losses.update(self.unsupervised_loss(logits, labels, pseudo))
+        if not self.with_contrastive:
+            losses = self.supervised_loss(self.student, inputs['labeled'],
+                                          data_samples['labeled'])
+            if self.unsup_active:
+                pseudo = self.teacher_pseudo_labels(
+                    self.teacher, inputs['weak'], data_samples['weak'])
+                strong, (labels, ), _ = self.mix_strong_view(
+                    inputs['strong'], pseudo.labels)
+                logits, _ = forward_logits(self.student, strong)
+                losses.update(self.unsupervised_loss(logits, labels, pseudo))
+            return losses
+        return self.loss_with_contrast(inputs, data_samples)
+
+    def loss_with_contrast(self, inputs: Dict[str, Tensor],
+                           data_samples: Dict[str, SampleList]) -> dict:
+        """U2PL: the mean-teacher losses plus the pixel contrastive loss."""
+        sup, _, student_feat_l = segmentor_loss_with_features(
+            self.student, inputs['labeled'], data_samples['labeled'])
+        losses = self.prefix_supervised(sup)
+        if not self.unsup_active:
+            return losses
+        pseudo, teacher_feat_u = self.teacher_pseudo_labels(
+            self.teacher, inputs['weak'], data_samples['weak'],
+            with_features=True)
+        strong, (labels, unreliable, probs_u), mask = self.mix_strong_view(
+            inputs['strong'], pseudo.labels, pseudo.unreliable, pseudo.probs)
+        logits_u, student_feat_u = forward_logits(
+            self.student, strong, with_features=True)
+        losses.update(self.unsupervised_loss(logits_u, labels, pseudo))
+
+        with torch.no_grad():
+            logits_l, teacher_feat_l = forward_logits(
+                self.teacher, inputs['labeled'], with_features=True)
+            probs_l = logits_l.float().softmax(dim=1)
+            teacher_rep_l = self.teacher_rep_head(teacher_feat_l)
+            teacher_rep_u = self.teacher_rep_head(teacher_feat_u)
+            if mask is not None:
+                # The teacher saw the weak view: move its representations
+                # with the same CutMix boxes, at representation resolution.
+                teacher_rep_u = paste_from(
+                    teacher_rep_u, mask[1],
+                    resize_mask(mask[0], teacher_rep_u.shape[2:]))
+        if student_feat_l.shape[2:] != student_feat_u.shape[2:]:
+            raise ValueError(
+                'U2PL needs labeled and unlabeled crops of one size: decoder '
+                f'features are {tuple(student_feat_l.shape[2:])} (labeled) '
+                f'and {tuple(student_feat_u.shape[2:])} (unlabeled)')
+        student_rep = self.student_rep_head(
+            torch.cat([student_feat_l, student_feat_u]))
+        teacher_rep = torch.cat([teacher_rep_l, teacher_rep_u])
+        gt_labels = stack_gt_labels(data_samples['labeled'])
+        num_l, num_u = gt_labels.shape[0], labels.shape[0]
+        device = labels.device
+        losses[f'unsup_{self.contrastive_loss.loss_name}'] = \
+            self.contrastive_loss(
+                student_reps=student_rep,
+                teacher_reps=teacher_rep,
+                labels=torch.cat([gt_labels, labels]),
+                teacher_probs=torch.cat([probs_l, probs_u]),
+                unreliable=torch.cat([
+                    torch.zeros_like(gt_labels, dtype=torch.bool), unreliable
+                ]),
+                is_labeled=torch.arange(num_l + num_u, device=device) < num_l)
         return losses
 
-    # ---------------------------------------------------------- building blocks
-    def supervised_loss(self, student, inputs: Tensor,
-                        data_samples: SampleList) -> dict:
-        losses = student.loss(inputs, data_samples)
+    # ------------------------------------------------------- building blocks
+    def prefix_supervised(self, losses: dict) -> dict:
         return {
             f'sup_{key}': scale_if_loss(key, value, self.sup_weight)
             for key, value in losses.items()
         }
 
+    def supervised_loss(self, student, inputs: Tensor,
+                        data_samples: SampleList) -> dict:
+        return self.prefix_supervised(student.loss(inputs, data_samples))
+
     @torch.no_grad()
-    def teacher_pseudo_labels(self, teacher, inputs: Tensor,
-                              data_samples: SampleList) -> PseudoLabels:
-        """Teacher softmax on the weak view turned into pseudo-labels."""
-        logits, _ = forward_logits(teacher, inputs)
+    def teacher_pseudo_labels(self,
+                              teacher,
+                              inputs: Tensor,
+                              data_samples: SampleList,
+                              with_features: bool = False):
+        """Teacher softmax on the weak view turned into pseudo-labels.
+
+        With a rectifier, the softmax is first rectified by the class
+        prototypes, which are then updated from this batch (rectify with
+        what earlier batches taught, so a batch never votes on itself).
+        Returns the PseudoLabels, and the teacher's decoder feature too when
+        ``with_features``.
+        """
+        need_features = with_features or self.rectifier is not None
+        logits, features = forward_logits(teacher, inputs, need_features)
         valid = valid_pixel_mask(data_samples, *inputs.shape[2:],
                                  inputs.device)
         probs = logits.float().softmax(dim=1)
-        return self.pseudo_labeler(probs, valid, self.progress)
+        changed = None
+        if self.rectifier is not None:
+            rectified, changed = self.rectifier(probs, features, valid)
+            self.rectifier.update(features, probs, valid)
+            probs = rectified
+        pseudo = self.pseudo_labeler(probs, valid, self.progress)
+        pseudo.rectified_ratio = changed  # logged when a rectifier is used
+        return (pseudo, features) if with_features else pseudo
 
-    def mix_strong_view(self, strong: Tensor,
-                        pseudo: PseudoLabels) -> Tuple[Tensor, Tensor]:
-        """CutMix the strong view and its pseudo-labels together."""
+    def mix_strong_view(self, strong: Tensor, *pixel_maps: Tensor):
+        """CutMix the strong view and its per-pixel maps together.
+
+        Returns the mixed image, the mixed maps, and ``(box_mask, perm)``
+        (None without CutMix) for maps at another resolution.
+        """
         if self.cutmix is None:
-            return strong, pseudo.labels
-        strong, (labels, ), _, _ = cutmix_batch(strong, pseudo.labels,
-                                                **self.cutmix)
-        return strong, labels
+            return strong, pixel_maps, None
+        strong, maps, boxes, perm = cutmix_batch(strong, *pixel_maps,
+                                                 **self.cutmix)
+        mask = boxes_to_mask(boxes, *strong.shape[2:])
+        return strong, maps, (mask, perm)
 
     def unsupervised_loss(self, logits: Tensor, labels: Tensor,
                           pseudo: PseudoLabels) -> dict:
@@ -111,6 +242,14 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         losses = dict(unsup_loss_ce=loss * pseudo.weight * self.unsup_weight)
         losses.update(pseudo_label_stats(pseudo, prefix='unsup_'))
         return losses
+
+
+def resize_mask(mask: Tensor, size) -> Tensor:
+    """Nearest resize of a (B, H, W) bool mask."""
+    if tuple(mask.shape[1:]) == tuple(size):
+        return mask
+    return F.interpolate(
+        mask[:, None].float(), size=tuple(size), mode='nearest')[:, 0] > 0.5
 
 
 def scale_if_loss(key: str, value, weight: float):
@@ -133,4 +272,6 @@ def pseudo_label_stats(pseudo: PseudoLabels, prefix: str) -> dict:
     if pseudo.alpha is not None:
         stats[f'{prefix}alpha'] = torch.tensor(
             float(pseudo.alpha), device=pseudo.weight.device)
+    if pseudo.rectified_ratio is not None:
+        stats[f'{prefix}rectified_ratio'] = pseudo.rectified_ratio
     return stats

@@ -10,7 +10,7 @@ from mmengine.structures import PixelData
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from mmseg.utils import SampleList
+from mmseg.utils import SampleList, add_prefix
 
 
 class SemiBaseSegmentor(BaseModel):
@@ -243,6 +243,18 @@ def capture_classifier_input(decode_head: nn.Module) -> Iterator[list]:
         handle.remove()
 
 
+def decode_with_features(head: nn.Module,
+                         feats: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    """Run a decode head; return its logits and its classifier input."""
+    with capture_classifier_input(head) as captured:
+        logits = head(feats)
+    if not captured:
+        raise RuntimeError(
+            f'{type(head).__name__}.forward did not call its classifier '
+            '(cls_seg); its decoder features cannot be captured')
+    return logits, captured[-1]
+
+
 def forward_logits(segmentor: nn.Module,
                    inputs: Tensor,
                    with_features: bool = False
@@ -255,13 +267,7 @@ def forward_logits(segmentor: nn.Module,
     feats = segmentor.extract_feat(inputs)
     head = segmentor.decode_head
     if with_features:
-        with capture_classifier_input(head) as captured:
-            logits = head(feats)
-        if not captured:
-            raise RuntimeError(
-                f'{type(head).__name__}.forward did not call its classifier '
-                '(cls_seg); its decoder features cannot be captured')
-        features = captured[-1]
+        logits, features = decode_with_features(head, feats)
     else:
         logits, features = head(feats), None
     logits = F.interpolate(
@@ -270,6 +276,24 @@ def forward_logits(segmentor: nn.Module,
         mode='bilinear',
         align_corners=getattr(head, 'align_corners', False))
     return logits, features
+
+
+def segmentor_loss_with_features(
+        segmentor: nn.Module, inputs: Tensor,
+        data_samples: SampleList) -> Tuple[dict, Tensor, Tensor]:
+    """``EncoderDecoder.loss`` that also returns the decoder's outputs.
+
+    Returns the same losses (``decode.*``, ``aux*``), the decode head's raw
+    logits and the feature that entered its classifier, from one forward.
+    """
+    feats = segmentor.extract_feat(inputs)
+    head = segmentor.decode_head
+    seg_logits, features = decode_with_features(head, feats)
+    losses = add_prefix(head.loss_by_feat(seg_logits, data_samples), 'decode')
+    if getattr(segmentor, 'with_auxiliary_head', False):
+        losses.update(
+            segmentor._auxiliary_head_forward_train(feats, data_samples))
+    return losses, seg_logits, features
 
 
 def valid_pixel_mask(data_samples: SampleList, height: int, width: int,

@@ -41,11 +41,11 @@ __all__ += [
     'stochastic_depth_drop_probs',
 ]
 
-from .class_memory_bank import (ClassMemoryBank, fifo_write_slots,
-                                random_subset_per_class)
-from .contrastive_functional import (anchor_mask, class_positive_keys,
-                                     class_rank, flatten_pixels,
-                                     gather_pixels, info_nce,
+from .class_memory_bank import (ClassMemoryBank,  # noqa: E402
+                                fifo_write_slots, random_subset_per_class)
+from .contrastive_functional import (anchor_mask,  # noqa: E402
+                                     class_positive_keys, class_rank,
+                                     flatten_pixels, gather_pixels, info_nce,
                                      labeled_negative_mask,
                                      sample_anchor_pixels,
                                      unlabeled_negative_mask)

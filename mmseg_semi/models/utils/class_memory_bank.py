@@ -124,7 +124,7 @@ class ClassMemoryBank(nn.Module):
              keys: Tensor,
              class_mask: Tensor,
              generator: Optional[torch.Generator] = None) -> None:
-        """Enqueue ``keys[l]`` into every queue ``c`` with ``class_mask[c, l]``.
+        """Enqueue ``keys[l]`` into each queue ``c`` with ``class_mask[c, l]``.
 
         Keys are detached and cast to the bank's dtype. The one host sync of
         the push is the ``nonzero`` that lists the surviving (class, key)

@@ -1,0 +1,80 @@
+# PASCAL VOC 2012 with U2PL's "blender" split protocol: labeled and
+# unlabeled images are both drawn from the 10,582-image train_aug set (VOC
+# train + SBD, without VOC val), masks from SegmentationClassAug (e.g. 1/16:
+# 662 labeled, 9,920 unlabeled). Validation on the 1,449 val images.
+#
+# data_root: $MMSEG_SEMI_VOC_ROOT if set, else data/VOCdevkit/VOC2012.
+# SegmentationClassAug must hold a mask for every train_aug image, as the
+# release U2PL uses does; mmseg's voc_aug.py fills it from SBD only, so copy
+# SegmentationClass/<name>.png in for VOC train images it lacks. voc_aug.py
+# lists the 10,582 images in ImageSets/Segmentation/trainaug.txt, the pool
+# of the split. Split files, relative to data_root, from
+# tools/dataset_converters/make_semi_splits.py:
+#   python tools/dataset_converters/make_semi_splits.py --dataset voc-blender \
+#       --root data/VOCdevkit/VOC2012 --pool-split trainaug --fraction 1/16 \
+#       --out-dir data/VOCdevkit/VOC2012/splits/voc-blender
+# writes splits/voc-blender/1-16_seed0/labeled.txt (662 names) and
+# unlabeled.txt (9,920 names).
+#
+# Labeled batches use mmseg's VOC pipeline at U2PL's 513x513 crop. The
+# unlabeled set (no masks needed) yields a weak and a strong view of each
+# image with the same geometry. mean_teacher configs pass
+# `unlabeled_dataloader` to SemiIterBasedTrainLoop; supervised ones ignore it.
+_base_ = ['mmseg::_base_/datasets/pascal_voc12.py']
+data_root = '{{$MMSEG_SEMI_VOC_ROOT:data/VOCdevkit/VOC2012}}'
+crop_size = (513, 513)
+split_dir = 'splits/voc-blender/1-16_seed0'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(
+        type='RandomResize',
+        scale=(2048, 512),
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+unlabeled_pipeline = [
+    dict(type='LoadImageFromFile'),
+    # Geometry once, before branching: pseudo-labels need no re-projection.
+    dict(
+        type='RandomResize',
+        scale=(2048, 512),
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='MultiBranch',
+        branches=dict(
+            weak=[dict(type='PackSegInputs')],
+            strong=[
+                dict(type='RandomColorJitter', prob=0.8),
+                dict(type='RandomGrayscale', prob=0.2),
+                dict(type='RandomGaussianBlur', prob=0.5),
+                dict(type='PackSegInputs'),
+            ])),
+]
+train_dataloader = dict(
+    batch_size=2,
+    dataset=dict(
+        data_root=data_root,
+        ann_file=split_dir + '/labeled.txt',
+        data_prefix=dict(seg_map_path='SegmentationClassAug'),
+        pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+unlabeled_dataloader = dict(
+    batch_size=2,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type={{_base_.dataset_type}},
+        data_root=data_root,
+        ann_file=split_dir + '/unlabeled.txt',
+        data_prefix=dict(img_path='JPEGImages'),
+        pipeline=unlabeled_pipeline))

@@ -1,0 +1,30 @@
+# U2PL's Cityscapes schedule (Sec. 4.1 and its released configs): SGD,
+# lr 0.01, momentum 0.9, weight decay 5e-4, poly decay (power 0.9) to 0,
+# batch 16 (8 GPUs x 2), 200 epochs. Unlike on VOC, U2PL's code gives the
+# heads no larger learning rate on Cityscapes (train_sup.py/train_semi.py:
+# `times = 10 if "pascal" in dataset type else 1`).
+#
+# mmengine trains by iterations, so each config sets
+# train_cfg.max_iters = 200 * ceil(N / 16), N being the images one epoch
+# runs over (see the config); PolyLR's `end` defaults to max_iters.
+optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005)
+optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+param_scheduler = [
+    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, by_epoch=False)
+]
+train_cfg = dict(type='IterBasedTrainLoop', val_interval=2000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(
+        type='CheckpointHook',
+        by_epoch=False,
+        interval=2000,
+        max_keep_ckpts=2,
+        save_best='mIoU',
+        rule='greater'),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))

@@ -1,0 +1,163 @@
+"""Shared tiny models and CamVid run configs for the tests.
+
+Imported as ``helpers`` (pytest puts this directory on ``sys.path``).
+"""
+import copy
+import os
+import os.path as osp
+import socket
+from typing import Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
+SPLIT_DIR = osp.join(REPO_ROOT, 'splits', 'camvid')
+MEAN_TEACHER_CONFIG = osp.join(
+    CONFIG_DIR, 'mean_teacher',
+    'mean-teacher_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py')
+SUPERVISED_CONFIG = osp.join(
+    CONFIG_DIR, 'supervised',
+    'deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py')
+CAMVID_CLASSES = ('sky', 'building', 'pole', 'road', 'pavement', 'tree',
+                  'sign_symbol', 'fence', 'car', 'pedestrian', 'bicyclist')
+
+#: Per-channel mean/std of the tiny models' preprocessor (BGR -> RGB).
+MEAN = [100.0, 110.0, 120.0]
+STD = [50.0, 60.0, 70.0]
+
+
+def camvid_root() -> str:
+    """The real CamVid: $MMSEG_SEMI_CAMVID_ROOT or ../shared/data/camvid."""
+    root = os.environ.get('MMSEG_SEMI_CAMVID_ROOT') or osp.join(
+        REPO_ROOT, '..', 'shared', 'data', 'camvid')
+    root = osp.abspath(root)
+    if not osp.isdir(osp.join(root, 'train')):
+        raise FileNotFoundError(
+            f'CamVid not found at {root}; set MMSEG_SEMI_CAMVID_ROOT')
+    return root
+
+
+def seg_preprocessor(size_divisor: Optional[int] = 32) -> dict:
+    return dict(
+        type='SegDataPreProcessor',
+        mean=list(MEAN),
+        std=list(STD),
+        bgr_to_rgb=True,
+        pad_val=0,
+        seg_pad_val=255,
+        size_divisor=size_divisor)
+
+
+def tiny_segmentor_cfg(num_classes: int = 3) -> dict:
+    """EncoderDecoder: ResNetV1c-18 (8 base channels, output stride 8) and a
+    one-conv FCN head without dropout, BN everywhere."""
+    norm_cfg = dict(type='BN', requires_grad=True)
+    return dict(
+        type='EncoderDecoder',
+        data_preprocessor=seg_preprocessor(),
+        backbone=dict(
+            type='ResNetV1c',
+            depth=18,
+            stem_channels=8,
+            base_channels=8,
+            strides=(1, 2, 1, 1),
+            dilations=(1, 1, 2, 4),
+            out_indices=(3, ),
+            norm_cfg=norm_cfg),
+        decode_head=dict(
+            type='FCNHead',
+            in_channels=64,
+            in_index=0,
+            channels=16,
+            num_convs=1,
+            concat_input=False,
+            dropout_ratio=0.0,
+            num_classes=num_classes,
+            norm_cfg=norm_cfg,
+            align_corners=False,
+            loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
+
+
+def tiny_mean_teacher_cfg(**kwargs) -> dict:
+    cfg = dict(
+        type='MeanTeacherSegmentor',
+        segmentor=tiny_segmentor_cfg(),
+        pseudo_labeler=dict(type='EntropyPseudoLabeler', alpha_0=0.2),
+        cutmix=None)
+    cfg.update(kwargs)
+    return copy.deepcopy(cfg)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def tiny_camvid_run_config(base_config: str,
+                           semi: bool,
+                           crop: int = 64,
+                           max_iters: int = 4,
+                           val_interval: int = 1000,
+                           val_images: int = 2,
+                           checkpoint_interval: int = 2) -> str:
+    """Text of a config that trains ``base_config`` on real CamVid, small.
+
+    64x64 crops from images resized to 1/4 of CamVid's size, batch 2 (labeled
+    and unlabeled), no data-loader workers, deterministic, validation on
+    ``val_images`` images at 1/4 size, ImageNet weights kept.
+    """
+    root = camvid_root()
+    lines = [
+        f'_base_ = [{base_config!r}]',
+        f'data_root = {root!r}',
+        f'crop_size = ({crop}, {crop})',
+        'geometry = [',
+        "    dict(type='RandomResize', scale=(120, 90),",
+        '         ratio_range=(0.75, 1.25), keep_ratio=True),',
+        "    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),",
+        "    dict(type='RandomFlip', prob=0.5),",
+        ']',
+        "train_pipeline = [dict(type='LoadImageFromFile'),",
+        "                  dict(type='LoadAnnotations')] + geometry + \\",
+        "    [dict(type='PackSegInputs')]",
+        "test_pipeline = [dict(type='LoadImageFromFile'),",
+        "                 dict(type='Resize', scale=(120, 90), keep_ratio=True),",
+        "                 dict(type='LoadAnnotations'),",
+        "                 dict(type='PackSegInputs')]",
+        'loader = dict(batch_size=2, num_workers=0, persistent_workers=False)',
+        'train_dataloader = dict(',
+        '    **loader,',
+        '    dataset=dict(data_root=data_root, pipeline=train_pipeline))',
+        'val_dataloader = dict(',
+        '    batch_size=1, num_workers=0, persistent_workers=False,',
+        '    dataset=dict(data_root=data_root, pipeline=test_pipeline,',
+        f'                 indices={val_images}))',
+        'test_dataloader = val_dataloader',
+        "randomness = dict(seed=0, deterministic=True)",
+        "default_hooks = dict(",
+        "    logger=dict(interval=1),",
+        f"    checkpoint=dict(interval={checkpoint_interval}),",
+        "    visualization=dict(type='SegVisualizationHook', draw=False))",
+        "param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9,",
+        f"                        begin=0, end={max_iters}, by_epoch=False)]",
+    ]
+    train_cfg = (f'train_cfg = dict(max_iters={max_iters}, '
+                 f'val_interval={val_interval}')
+    if semi:
+        lines += [
+            "unlabeled_pipeline = [dict(type='LoadImageFromFile')] + "
+            'geometry + [',
+            "    dict(type='MultiBranch', branches=dict(",
+            "        weak=[dict(type='PackSegInputs')],",
+            "        strong=[dict(type='RandomColorJitter', prob=0.8),",
+            "                dict(type='RandomGrayscale', prob=0.2),",
+            "                dict(type='RandomGaussianBlur', prob=0.5),",
+            "                dict(type='PackSegInputs')]))]",
+        ]
+        train_cfg += (', unlabeled_dataloader=dict(**loader, dataset=dict('
+                      'data_root=data_root, pipeline=unlabeled_pipeline))')
+    lines.append(train_cfg + ')')
+    return '\n'.join(lines) + '\n'

@@ -1,0 +1,687 @@
+"""RML's DualStudentSegmentor, its teacher-agreement logging and configs."""
+import copy
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import CONFIG_DIR, REPO_ROOT, tiny_camvid_run_config
+from mmengine.config import Config
+from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from mmseg.utils import register_all_modules
+
+import mmseg_semi  # noqa: F401
+from mmseg_semi.models.segmentors.dual_student_segmentor import \
+    stage2_state_dict
+from mmseg_semi.models.segmentors.semi_base_segmentor import forward_logits
+from mmseg_semi.models.utils import pseudo_label_cross_entropy
+from mmseg_semi.models.utils.teacher_agreement import (
+    argmax_agreement, mean_probability_logits, total_variation_distance)
+from mmseg_semi.utils import adapt_config_to_device
+
+# Models resolve their data preprocessors in the default (mmseg) scope.
+register_all_modules(init_default_scope=True)
+
+NUM_CLASSES = 3
+SIZE = 32
+RML_CONFIG_DIR = osp.join(CONFIG_DIR, 'rml')
+RML_CAMVID_CONFIG = osp.join(
+    RML_CONFIG_DIR, 'rml_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-'
+    '256x320.py')
+
+
+# ----------------------------------------------------------------- fixtures
+def preprocessor():
+    return dict(
+        type='SegDataPreProcessor',
+        mean=[127.0] * 3,
+        std=[128.0] * 3,
+        bgr_to_rgb=True,
+        pad_val=0,
+        seg_pad_val=255,
+        size_divisor=32)
+
+
+def tiny_student_cfg(num_classes=NUM_CLASSES, drop_path_rate=0.0):
+    """DeepLabV3+ on a randomly initialised EfficientNet-Lite0, 16-channel
+    ASPP, for 32x32 inputs."""
+    norm_cfg = dict(type='BN', requires_grad=True)
+    return dict(
+        type='EncoderDecoder',
+        data_preprocessor=preprocessor(),
+        backbone=dict(
+            type='EfficientNetLite',
+            arch='lite0',
+            out_indices=(1, 6),
+            output_stride=16,
+            norm_cfg=norm_cfg,
+            drop_path_rate=drop_path_rate,
+            init_cfg=None),
+        decode_head=dict(
+            type='DepthwiseSeparableASPPHead',
+            in_channels=320,
+            in_index=1,
+            channels=16,
+            dilations=(1, 2),
+            c1_in_channels=24,
+            c1_channels=8,
+            dropout_ratio=0.0,
+            num_classes=num_classes,
+            norm_cfg=norm_cfg,
+            align_corners=False,
+            loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
+
+
+def tiny_segformer_cfg(num_classes=NUM_CLASSES):
+    """A one-layer-per-stage MiT with 8-dim embeddings and a SegFormer
+    head."""
+    return dict(
+        type='EncoderDecoder',
+        data_preprocessor=preprocessor(),
+        backbone=dict(
+            type='MixVisionTransformer',
+            embed_dims=8,
+            num_stages=4,
+            num_layers=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            patch_sizes=[7, 3, 3, 3],
+            sr_ratios=[8, 4, 2, 1],
+            out_indices=(0, 1, 2, 3),
+            drop_path_rate=0.2),
+        decode_head=dict(
+            type='SegformerHead',
+            in_channels=[8, 16, 40, 64],
+            in_index=[0, 1, 2, 3],
+            channels=16,
+            dropout_ratio=0.0,
+            num_classes=num_classes,
+            norm_cfg=dict(type='BN', requires_grad=True),
+            align_corners=False,
+            loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
+
+
+def build_model(**kwargs):
+    cfg = dict(
+        type='DualStudentSegmentor',
+        segmentor1=tiny_student_cfg(),
+        student1_noise=None,
+        student2_noise=None,
+        rectifier=dict(type='PrototypeRectifier', momentum=0.5),
+        cutmix=None)
+    cfg.update(kwargs)
+    torch.manual_seed(0)
+    model = MODELS.build(copy.deepcopy(cfg))
+    model.init_weights()
+    return model
+
+
+def data_samples(batch, size=SIZE, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for _ in range(batch):
+        sample = SegDataSample(
+            metainfo=dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                pad_shape=(size, size),
+                padding_size=[0, 0, 0, 0]))
+        labels = torch.randint(0, NUM_CLASSES, (1, size, size),
+                               generator=generator)
+        sample.gt_sem_seg = PixelData(data=labels)
+        samples.append(sample)
+    return samples
+
+
+def semi_batch(batch=2, seed=0):
+    """Preprocessed ``(inputs, data_samples)`` as the loss receives them."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def images():
+        return torch.randn(batch, 3, SIZE, SIZE, generator=generator)
+
+    inputs = dict(labeled=images(), weak=images())
+    # The strong view is a photometric change of the weak one.
+    inputs['strong'] = inputs['weak'] * 0.8 + 0.1
+    samples = {
+        view: data_samples(batch, seed=seed + offset)
+        for offset, view in enumerate(('labeled', 'weak', 'strong'))
+    }
+    return inputs, samples
+
+
+def total(losses, prefixes=('',)):
+    """Sum of the loss terms whose key starts with one of ``prefixes``."""
+    return sum(
+        value for key, value in losses.items()
+        if 'loss' in key and key.startswith(tuple(prefixes)))
+
+
+def force_class(segmentor, cls, margin=50.0):
+    """Make ``segmentor`` predict ``cls`` everywhere (classifier bias)."""
+    with torch.no_grad():
+        bias = segmentor.decode_head.conv_seg.bias
+        bias.zero_()
+        bias[cls] = margin
+
+
+def unsup_losses(model, inputs, samples):
+    return {
+        key: value.item()
+        for key, value in model.loss(inputs, samples).items()
+        if key.startswith('unsup') and 'loss' in key
+    }
+
+
+# ------------------------------------------------------ teacher agreement
+def test_argmax_agreement_by_hand():
+    # Pixel arg-maxes: teacher 1 (0, 1, 1, 0), teacher 2 (0, 0, 1, 1).
+    probs1 = torch.tensor([[0.9, 0.2, 0.4, 0.6],
+                           [0.1, 0.8, 0.6, 0.4]]).view(1, 2, 1, 4)
+    probs2 = torch.tensor([[0.7, 0.6, 0.1, 0.3],
+                           [0.3, 0.4, 0.9, 0.7]]).view(1, 2, 1, 4)
+    assert argmax_agreement(probs1, probs2).item() == pytest.approx(0.5)
+    valid = torch.tensor([[[True, False, True, False]]])
+    assert argmax_agreement(probs1, probs2, valid).item() == 1.0
+    valid = torch.tensor([[[False, True, False, True]]])
+    assert argmax_agreement(probs1, probs2, valid).item() == 0.0
+    nothing = torch.zeros(1, 1, 4, dtype=torch.bool)
+    assert argmax_agreement(probs1, probs2, nothing).item() == 0.0
+
+
+def test_total_variation_distance_by_hand():
+    # Per pixel 0.5 * sum |p1 - p2|: 0.5 * (0.5 + 0.5) = 0.5, then
+    # 0.5 * (0.1 + 0.3 + 0.2) = 0.3, then identical: 0.
+    probs1 = torch.tensor([[0.7, 0.5, 0.2], [0.3, 0.2, 0.3],
+                           [0.0, 0.3, 0.5]]).view(1, 3, 1, 3)
+    probs2 = torch.tensor([[0.2, 0.6, 0.2], [0.8, 0.5, 0.3],
+                           [0.0, 0.1, 0.5]]).view(1, 3, 1, 3)
+    assert total_variation_distance(probs1, probs2).item() == \
+        pytest.approx((0.5 + 0.3 + 0.0) / 3)
+    valid = torch.tensor([[[True, True, False]]])
+    assert total_variation_distance(probs1, probs2, valid).item() == \
+        pytest.approx(0.4)
+    # Disjoint supports are at distance 1.
+    onehot1 = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    assert total_variation_distance(onehot1, onehot1.flip(1)).item() == 1.0
+
+
+def test_mean_probability_logits_is_the_average():
+    probs1 = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    probs2 = torch.tensor([0.0, 0.5, 0.5]).view(1, 3, 1, 1)
+    logits = mean_probability_logits([probs1, probs2])
+    assert torch.isfinite(logits).all()
+    assert torch.allclose(
+        logits.softmax(dim=1).flatten(), torch.tensor([0.5, 0.25, 0.25]))
+    zeros = torch.zeros(1, 2, 1, 1)
+    assert torch.isfinite(mean_probability_logits([zeros, zeros])).all()
+
+
+def test_agreement_functions_reject_bad_shapes():
+    with pytest.raises(ValueError, match=r'\(1, 2, 1, 1\) and \(1, 3, 1, 1\)'):
+        total_variation_distance(torch.ones(1, 2, 1, 1), torch.ones(1, 3, 1, 1))
+    with pytest.raises(ValueError, match='valid'):
+        argmax_agreement(
+            torch.ones(1, 2, 2, 2), torch.ones(1, 2, 2, 2),
+            torch.ones(1, 2, 2))
+    with pytest.raises(ValueError, match='at least one'):
+        mean_probability_logits([])
+
+
+# -------------------------------------------------------------- building
+def test_different_num_classes_raise_naming_both():
+    with pytest.raises(ValueError,
+                       match='num_classes=3.*num_classes=4'):
+        build_model(segmentor2=tiny_student_cfg(num_classes=4))
+
+
+def test_rectifier_sizes_come_from_each_teacher():
+    model = build_model(segmentor2=tiny_segformer_cfg())
+    assert model.rectifier1.feat_channels == 16  # ASPP head channels
+    assert model.rectifier2.feat_channels == 16  # SegFormer head channels
+    assert model.rectifier1.num_classes == NUM_CLASSES
+    with pytest.raises(ValueError, match='num_classes=5'):
+        build_model(rectifier=dict(type='PrototypeRectifier', num_classes=5))
+
+
+def test_students_with_different_normalisation_raise():
+    other = tiny_student_cfg()
+    other['data_preprocessor']['std'] = [58.0] * 3
+    with pytest.raises(ValueError, match='segmentor2.data_preprocessor.std'):
+        build_model(segmentor2=other)
+
+
+def test_stage2_init_must_name_a_checkpoint():
+    with pytest.raises(ValueError, match='stage2_init'):
+        build_model(stage2_init=dict(path='x.pth'))
+
+
+def test_predict_on_is_validated():
+    with pytest.raises(ValueError, match="'teacher'"):
+        build_model(predict_on='teacher')
+    model = build_model()
+    assert model.predict_choices() == [
+        'teacher1', 'student1', 'teacher2', 'student2', 'ensemble'
+    ]
+
+
+def test_init_weights_makes_teachers_equal_their_students():
+    model = build_model()
+    for teacher, student in model.teacher_student_pairs():
+        for (name, t_value), s_value in zip(
+                teacher.state_dict().items(), student.state_dict().values()):
+            assert torch.equal(t_value, s_value), name
+    # The two students are independently initialised.
+    assert not torch.equal(model.student1.decode_head.conv_seg.weight,
+                           model.student2.decode_head.conv_seg.weight)
+
+
+# ----------------------------------------------------------------- noise
+def test_student_noise_is_active_in_train_only_and_teachers_deterministic():
+    model = build_model(
+        segmentor1=tiny_student_cfg(drop_path_rate=0.5),
+        student1_noise=dict(dropout=0.5, drop_path=0.0),
+        student2_noise=dict(dropout=0.3, drop_path=0.0))
+    assert model.student1.decode_head.dropout.p == 0.5
+    assert model.student2.decode_head.dropout.p == 0.3
+    x = torch.randn(2, 3, SIZE, SIZE)
+    model.train()
+    assert model.student1.training and not model.teacher1.training
+    assert not any(m.training for m in model.teacher1.modules())
+    assert not any(m.training for m in model.teacher2.modules())
+    torch.manual_seed(1)
+    # BN uses batch statistics in training, which are deterministic; only
+    # stochastic depth makes two passes of the backbone differ.
+    assert not torch.equal(
+        model.student1.backbone(x)[-1], model.student1.backbone(x)[-1])
+    assert not torch.equal(
+        forward_logits(model.student2, x)[0],
+        forward_logits(model.student2, x)[0])  # classifier dropout
+    for teacher in model.teachers():
+        assert torch.equal(forward_logits(teacher, x)[0],
+                           forward_logits(teacher, x)[0])
+    model.eval()
+    assert torch.equal(
+        model.student1.backbone(x)[-1], model.student1.backbone(x)[-1])
+    assert torch.equal(
+        forward_logits(model.student1, x)[0],
+        forward_logits(model.student1, x)[0])
+
+
+# ---------------------------------------------------------------- losses
+def test_loss_keys_and_logged_statistics():
+    model = build_model()
+    inputs, samples = semi_batch()
+    model.train()
+    model.set_train_progress(0, 10)
+    losses = model.loss(inputs, samples)
+    for index in (1, 2):
+        assert f'sup{index}_decode.loss_ce' in losses
+        assert f'unsup{index}_own_loss_ce' in losses
+        assert f'unsup{index}_peer_loss_ce' in losses
+        assert f'unsup{index}_rectified_ratio' in losses
+        assert f'unsup{index}_reliable_ratio' in losses
+    # Statistics must not be summed into the loss by mmengine.
+    stats = ('unsup_teacher_agreement', 'unsup_teacher_tv_distance',
+             'unsup1_rectified_ratio', 'unsup2_reliable_ratio')
+    assert all(key in losses and 'loss' not in key for key in stats)
+    # Threshold 0: every valid pixel is pseudo-labelled.
+    assert losses['unsup1_reliable_ratio'].item() == 1.0
+
+
+def test_warm_up_has_supervised_losses_only():
+    model = build_model(unsup_start_iter=5)
+    model.train()
+    model.set_train_progress(4, 10)
+    losses = model.loss(*semi_batch())
+    assert not [key for key in losses if key.startswith('unsup')]
+    assert 'sup1_decode.loss_ce' in losses and 'sup2_decode.loss_ce' in losses
+
+
+def test_each_student_learns_from_both_teachers():
+    # No rectifier (its prototypes would change between the two calls) and
+    # no noise or CutMix: two calls differ only by the teachers.
+    model = build_model(rectifier=None)
+    inputs, samples = semi_batch()
+    model.train()
+    before = unsup_losses(model, inputs, samples)
+    force_class(model.teacher2, cls=2)
+    after = unsup_losses(model, inputs, samples)
+    changed = {key for key in before if before[key] != after[key]}
+    assert changed == {'unsup1_peer_loss_ce', 'unsup2_own_loss_ce'}
+
+    force_class(model.teacher1, cls=0)
+    again = unsup_losses(model, inputs, samples)
+    changed = {key for key in after if after[key] != again[key]}
+    assert changed == {'unsup1_own_loss_ce', 'unsup2_peer_loss_ce'}
+
+    # Teacher 1 labels everything 0, teacher 2 everything 2: the terms are
+    # the students' mean cross-entropy to those classes.
+    for index, student in ((1, model.student1), (2, model.student2)):
+        logits, _ = forward_logits(student, inputs['strong'])
+        ce_to = {
+            cls: F.cross_entropy(logits, torch.full_like(
+                logits[:, 0], cls, dtype=torch.long)).item()
+            for cls in (0, 2)
+        }
+        own, peer = (0, 2) if index == 1 else (2, 0)
+        assert again[f'unsup{index}_own_loss_ce'] == pytest.approx(
+            ce_to[own], rel=1e-5)
+        assert again[f'unsup{index}_peer_loss_ce'] == pytest.approx(
+            ce_to[peer], rel=1e-5)
+
+
+def test_four_unsupervised_weights_scale_their_terms():
+    weights = dict(
+        unsup1_own_weight=2.0,
+        unsup1_peer_weight=0.5,
+        unsup2_own_weight=3.0,
+        unsup2_peer_weight=0.0)
+    inputs, samples = semi_batch()
+    plain = build_model(rectifier=None)
+    weighted = build_model(rectifier=None, **weights)
+    plain.train()
+    weighted.train()
+    base = unsup_losses(plain, inputs, samples)
+    scaled = unsup_losses(weighted, inputs, samples)
+    for key, weight in weights.items():
+        loss_key = key.replace('_weight', '_loss_ce')
+        assert scaled[loss_key] == pytest.approx(
+            base[loss_key] * weight, rel=1e-5)
+
+
+def test_pseudo_labels_are_the_rectified_argmax():
+    model = build_model(rectifier=dict(type='PrototypeRectifier',
+                                       momentum=0.5, use_prior=False))
+    inputs, samples = semi_batch()
+    model.train()
+    with torch.no_grad():
+        _, feats = forward_logits(model.teacher1, inputs['weak'], True)
+        # Prototypes far from every feature except class 1's: rectification
+        # moves almost every pixel to class 1.
+        rectifier = model.rectifier1
+        rectifier.prototypes.fill_(1e3)
+        rectifier.prototypes[1] = feats.mean(dim=(0, 2, 3))
+        rectifier.prototype_initialised.fill_(True)
+        logits1, _ = forward_logits(model.student1, inputs['strong'])
+        teacher_logits, _ = forward_logits(model.teacher1, inputs['weak'])
+        raw_labels = teacher_logits.argmax(dim=1)
+    before = rectifier.prototypes.clone()
+    losses = model.loss(inputs, samples)
+    expected = pseudo_label_cross_entropy(
+        logits1, torch.ones_like(raw_labels))
+    assert losses['unsup1_own_loss_ce'].item() == pytest.approx(
+        expected.item(), rel=1e-5)
+    assert losses['unsup1_rectified_ratio'].item() == pytest.approx(
+        (raw_labels != 1).float().mean().item())
+    assert (raw_labels != 1).any()  # the rectification did change labels
+    # The prototypes were updated after rectifying.
+    assert not torch.equal(rectifier.prototypes, before)
+
+
+def test_identical_teachers_agree_fully():
+    model = build_model(rectifier=None)
+    model.teacher2.load_state_dict(model.teacher1.state_dict())
+    model.train()
+    losses = model.loss(*semi_batch())
+    assert losses['unsup_teacher_agreement'].item() == 1.0
+    assert losses['unsup_teacher_tv_distance'].item() == 0.0
+
+
+def test_agreement_logging_matches_teacher_outputs():
+    model = build_model(rectifier=None)
+    force_class(model.teacher2, cls=2, margin=1e4)
+    inputs, samples = semi_batch()
+    # Pad the weak view on the right: padding must not count.
+    for sample in samples['weak']:
+        sample.set_metainfo(dict(img_shape=(SIZE, SIZE - 8)))
+    model.train()
+    losses = model.loss(inputs, samples)
+    with torch.no_grad():
+        probs1 = forward_logits(model.teacher1,
+                                inputs['weak'])[0].softmax(dim=1)
+    probs1 = probs1[..., :SIZE - 8]
+    assert losses['unsup_teacher_agreement'].item() == pytest.approx(
+        (probs1.argmax(dim=1) == 2).float().mean().item())
+    # TV to a one-hot on class 2 is 1 - p1(class 2).
+    assert losses['unsup_teacher_tv_distance'].item() == pytest.approx(
+        (1 - probs1[:, 2]).mean().item(), rel=1e-5)
+
+
+def test_no_gradient_reaches_teachers_or_the_other_student():
+    model = build_model()
+    model.train()
+    losses = model.loss(*semi_batch())
+    total(losses, ('sup1_', 'unsup1_')).backward()
+    assert all(p.grad is None for p in model.student2.parameters())
+    for teacher in model.teachers():
+        assert all(p.grad is None and not p.requires_grad
+                   for p in teacher.parameters())
+    assert model.student1.decode_head.conv_seg.weight.grad is not None
+
+
+def test_the_peer_term_reaches_its_student_only():
+    model = build_model(rectifier=None)
+    model.train()
+    losses = model.loss(*semi_batch())
+    losses['unsup2_peer_loss_ce'].backward()
+    assert model.student2.backbone.stem.conv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.student1.parameters())
+
+
+def test_cutmix_mixes_both_labels_with_the_same_boxes():
+    model = build_model(rectifier=None, cutmix=dict(prob=1.0))
+    strong = torch.arange(2.0).view(2, 1, 1, 1).expand(2, 3, 8, 8)
+    labels1 = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels1[1] = 1
+    labels2 = labels1 + 10
+    mixed, mixed1, mixed2 = model.mix_strong_view(strong, labels1, labels2)
+    assert (mixed1 != labels1).any()
+    # Both label maps and the image took the pasted pixels from one box.
+    assert torch.equal(mixed1 + 10, mixed2)
+    assert torch.equal(mixed[:, 0].long(), mixed1)
+
+
+def test_heterogeneous_students_train_and_ensemble():
+    model = build_model(segmentor2=tiny_segformer_cfg())
+    model.train()
+    losses = model.loss(*semi_batch())
+    total(losses).backward()
+    assert model.student2.backbone.layers[0][0].projection.weight.grad \
+        is not None
+    model.eval()
+    model.predict_on = 'ensemble'
+    results = model.predict(torch.randn(1, 3, SIZE, SIZE), data_samples(1))
+    assert results[0].pred_sem_seg.data.shape == (1, SIZE, SIZE)
+
+
+# ------------------------------------------------------------ prediction
+def test_ensemble_predicts_the_averaged_teacher_softmax():
+    model = build_model()
+    model.eval()
+    images = torch.randn(2, 3, SIZE, SIZE)
+    per_teacher = []
+    for name in ('teacher1', 'teacher2'):
+        model.predict_on = name
+        results = model.predict(images, data_samples(2))
+        per_teacher.append(
+            torch.stack([r.seg_logits.data for r in results]).softmax(dim=1))
+    model.predict_on = 'ensemble'
+    results = model.predict(images, data_samples(2))
+    ensemble = torch.stack([r.seg_logits.data for r in results])
+    average = (per_teacher[0] + per_teacher[1]) / 2
+    assert torch.allclose(ensemble.softmax(dim=1), average, atol=1e-6)
+    assert torch.equal(
+        torch.stack([r.pred_sem_seg.data[0] for r in results]),
+        average.argmax(dim=1))
+    # The teachers disagree somewhere, so the ensemble is not one of them.
+    assert not torch.equal(per_teacher[0].argmax(1), per_teacher[1].argmax(1))
+    tensor = model(images, mode='tensor')
+    assert torch.allclose(tensor.softmax(dim=1), average, atol=1e-5)
+    # Without data samples (inference on raw tensors), too.
+    assert len(model.predict(images)) == 2
+
+
+def test_predict_on_student_uses_that_student():
+    model = build_model()
+    model.eval()
+    images = torch.randn(1, 3, SIZE, SIZE)
+    model.predict_on = 'student2'
+    via_wrapper = model.predict(images, data_samples(1))[0]
+    direct = model.student2.predict(images, data_samples(1))[0]
+    assert torch.equal(via_wrapper.seg_logits.data, direct.seg_logits.data)
+
+
+# ---------------------------------------------------- state and stage 2
+def test_prototypes_survive_state_dict_and_mmengine_checkpoints(tmp_path):
+    model = build_model()
+    model.train()
+    model.loss(*semi_batch())
+    model.loss(*semi_batch(seed=1))
+    state = model.state_dict()
+    for name in ('rectifier1', 'rectifier2'):
+        assert state[f'{name}.prototype_initialised'].any()
+        assert state[f'{name}.prototypes'].abs().sum() > 0
+        assert f'{name}.class_prior' in state
+    path = str(tmp_path / 'rml.pth')
+    save_checkpoint(state, path)
+    restored = build_model()
+    assert not restored.rectifier1.prototype_initialised.any()
+    load_checkpoint(restored, path, strict=True)
+    for key, value in restored.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_stage2_state_dict_by_hand():
+    state = {
+        'teacher1.w': torch.tensor(1.0),
+        'student1.w': torch.tensor(2.0),
+        'teacher2.w': torch.tensor(3.0),
+        'student2.w': torch.tensor(4.0),
+        'rectifier1.prototypes': torch.tensor(5.0),
+    }
+    names = (('teacher1', 'student1'), ('teacher2', 'student2'))
+    result = stage2_state_dict(state, names, ['rectifier1'])
+    assert {k: v.item() for k, v in result.items()} == {
+        'teacher1.w': 1.0,
+        'student1.w': 1.0,
+        'teacher2.w': 3.0,
+        'student2.w': 3.0,
+        'rectifier1.prototypes': 5.0,
+    }
+    with pytest.raises(KeyError, match='rectifier2'):
+        stage2_state_dict(state, names, ['rectifier2'])
+    with pytest.raises(KeyError, match="'teacher2'"):
+        stage2_state_dict({'teacher1.w': torch.tensor(1.0)}, names)
+
+
+def test_stage2_init_starts_everything_from_stage1_teachers(tmp_path):
+    stage1 = build_model()
+    stage1.train()
+    stage1.loss(*semi_batch())  # fills the prototypes
+    with torch.no_grad():
+        # Make every network of stage 1 distinct.
+        for offset, name in enumerate(stage1.segmentor_names):
+            for param in getattr(stage1, name).parameters():
+                param.add_(0.01 * (offset + 1))
+    path = str(tmp_path / 'stage1.pth')
+    save_checkpoint({'state_dict': stage1.state_dict(), 'meta': {}}, path)
+
+    stage2 = build_model(stage2_init=dict(checkpoint=path))
+    stage1_state = stage1.state_dict()
+    for teacher, student in stage2.teacher_student_names:
+        source = {
+            k[len(teacher) + 1:]: v
+            for k, v in stage1_state.items() if k.startswith(teacher + '.')
+        }
+        for name in (teacher, student):
+            for key, value in getattr(stage2, name).state_dict().items():
+                assert torch.equal(value, source[key]), (name, key)
+    for name in ('rectifier1', 'rectifier2'):
+        assert torch.equal(
+            getattr(stage2, name).prototypes,
+            stage1_state[f'{name}.prototypes'])
+    # Stage 1's students were not used.
+    assert not torch.equal(stage2.student1.decode_head.conv_seg.weight,
+                           stage1.student1.decode_head.conv_seg.weight)
+
+    fresh = build_model(
+        stage2_init=dict(checkpoint=path, load_rectifiers=False))
+    assert not fresh.rectifier1.prototype_initialised.any()
+
+
+def test_stage2_init_errors_name_the_problem(tmp_path):
+    missing = str(tmp_path / 'nope.pth')
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        build_model(stage2_init=dict(checkpoint=missing))
+    plain = str(tmp_path / 'plain.pth')
+    save_checkpoint(
+        {'state_dict': MODELS.build(tiny_student_cfg()).state_dict()}, plain)
+    with pytest.raises(KeyError, match="no 'teacher1' weights"):
+        build_model(stage2_init=dict(checkpoint=plain))
+
+
+# ---------------------------------------------------------------- configs
+@pytest.mark.parametrize(
+    'config', sorted(glob.glob(osp.join(RML_CONFIG_DIR, '*.py'))),
+    ids=osp.basename)
+def test_rml_configs_build(config):
+    cfg = adapt_config_to_device(Config.fromfile(config))
+    model = MODELS.build(cfg.model)
+    assert type(model).__name__ == 'DualStudentSegmentor'
+    assert model.unsup_start_iter == (0 if 'stage2' in config else 100)
+    assert cfg.train_cfg.type == 'SemiIterBasedTrainLoop'
+    assert model.student1.backbone.drop_path_rate == 0.2
+    assert model.student1.decode_head.dropout.p == 0.5
+    assert not model.teacher1.training
+    if 'stage2' in config:
+        assert model.stage2_init['checkpoint'].endswith('iter_1000.pth')
+
+
+def test_rml_camvid_training_end_to_end(tmp_path):
+    """Two iterations of the RML CamVid config through tools/train.py; the
+    second one trains on pseudo-labels; validation reports every network."""
+    config = tmp_path / 'rml_tiny.py'
+    config.write_text(
+        tiny_camvid_run_config(RML_CAMVID_CONFIG, semi=True, max_iters=2))
+    work_dir = tmp_path / 'work'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        [
+            sys.executable,
+            osp.join(REPO_ROOT, 'tools', 'train.py'),
+            str(config), '--work-dir',
+            str(work_dir), '--cfg-options', 'model.unsup_start_iter=1'
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scalars = glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json'))
+    assert len(scalars) == 1
+    records = [json.loads(line) for line in open(scalars[0])]
+    train = [r for r in records if 'unsup1_own_loss_ce' in r]
+    assert train and 'unsup_teacher_agreement' in train[-1]
+    assert 'unsup1_rectified_ratio' in train[-1]
+    val = [r for r in records if 'teacher1/mIoU' in r]
+    assert val, records
+    for name in ('student1', 'teacher2', 'student2', 'ensemble'):
+        assert f'{name}/mIoU' in val[-1]
+    checkpoint = torch.load(
+        work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)
+    assert checkpoint['state_dict']['rectifier1.prototype_initialised'].any()
