@@ -180,8 +180,8 @@ def test_sample_refuses_bad_input(pool, n, message):
 
 @pytest.mark.parametrize('dataset, list_name, size', [
     ('voc-classic', 'train', 1464),
-    ('voc-blender', 'train_aug', 10582),
-    ('voc-aug', 'train_aug', 10582),
+    ('voc-blender', 'trainaug', 10582),
+    ('voc-aug', 'trainaug', 10582),
 ])
 def test_cli_counts_on_fake_voc_pools(tmp_path, capsys, dataset, list_name,
                                       size):

@@ -14,7 +14,9 @@ def replace_norm_types(node: Any, mapping: dict) -> int:
     """Rewrite ``type`` of norm configs in place; returns how many changed."""
     changed = 0
     if isinstance(node, dict):
-        if node.get('type') in mapping and 'requires_grad' in node:
+        # Any SyncBN config: ``requires_grad`` is optional (mmcv defaults it
+        # to True), so ``dict(type='SyncBN')`` must be replaced as well.
+        if node.get('type') in mapping:
             node['type'] = mapping[node['type']]
             changed += 1
         for value in node.values():
@@ -34,10 +36,11 @@ def adapt_config_to_device(cfg: Config) -> Config:
     """
     if torch.cuda.is_available():
         return cfg
-    env_cfg = cfg.setdefault('env_cfg', {})
-    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    # Not ``setdefault``: a ConfigDict stores a converted copy of the default
+    # and returns the original, so writes to it would be lost.
+    dist_cfg = (cfg.get('env_cfg') or {}).get('dist_cfg') or {}
     if dist_cfg.get('backend', 'nccl') == 'nccl':
-        dist_cfg['backend'] = 'gloo'
+        cfg.merge_from_dict({'env_cfg.dist_cfg.backend': 'gloo'})
     changed = replace_norm_types(cfg.get('model'), GPU_ONLY_NORMS)
     if changed:
         print_log(

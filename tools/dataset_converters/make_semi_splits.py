@@ -59,8 +59,8 @@ LAYOUTS: Dict[str, Layout] = {
     'voc-classic': Layout('JPEGImages', '.jpg', 'train',
                           'ImageSets/Segmentation/{split}.txt'),
     # The 10582-image SegmentationClassAug set; mmseg's voc_aug.py writes
-    # train_aug.txt next to the classic lists.
-    'voc-blender': Layout('JPEGImages', '.jpg', 'train_aug',
+    # trainaug.txt next to the classic lists.
+    'voc-blender': Layout('JPEGImages', '.jpg', 'trainaug',
                           'ImageSets/Segmentation/{split}.txt'),
     'cityscapes': Layout('leftImg8bit/{split}', '_leftImg8bit.png', 'train'),
 }
@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         '--pool-split',
         help='split to draw from (camvid: train/val/test dir; voc: '
         'ImageSets/Segmentation/<split>.txt; cityscapes: leftImg8bit/<split>)'
-        '; default train (train_aug for voc-blender)')
+        '; default train (trainaug for voc-blender)')
     parser.add_argument('--img-dir', help='generic: image dir under root')
     parser.add_argument('--img-suffix', help="generic: e.g. '.jpg'")
     how = parser.add_mutually_exclusive_group(required=True)

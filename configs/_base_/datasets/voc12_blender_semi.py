@@ -11,7 +11,7 @@
 # of the split. Split files, relative to data_root, from
 # tools/dataset_converters/make_semi_splits.py:
 #   python tools/dataset_converters/make_semi_splits.py --dataset voc-blender \
-#       --root data/VOCdevkit/VOC2012 --pool-split trainaug --fraction 1/16 \
+#       --root data/VOCdevkit/VOC2012 --fraction 1/16 \
 #       --out-dir data/VOCdevkit/VOC2012/splits/voc-blender
 # writes splits/voc-blender/1-16_seed0/labeled.txt (662 names) and
 # unlabeled.txt (9,920 names).

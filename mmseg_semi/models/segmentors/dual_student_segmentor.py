@@ -2,6 +2,7 @@
 import copy
 import os.path as osp
 import re
+from numbers import Real
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -159,12 +160,14 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         self.rectifier2 = build_rectifier(rectifier, self.teacher2,
                                           ignore_index)
         self.cutmix = dict(cutmix) if cutmix is not None else None
-        self.sup_weight = sup_weight
+        self.sup_weight = check_loss_weight('sup_weight', sup_weight)
         self.unsup_weights = dict(
-            own1=unsup1_own_weight,
-            peer1=unsup1_peer_weight,
-            own2=unsup2_own_weight,
-            peer2=unsup2_peer_weight)
+            own1=check_loss_weight('unsup1_own_weight', unsup1_own_weight),
+            peer1=check_loss_weight('unsup1_peer_weight',
+                                    unsup1_peer_weight),
+            own2=check_loss_weight('unsup2_own_weight', unsup2_own_weight),
+            peer2=check_loss_weight('unsup2_peer_weight',
+                                    unsup2_peer_weight))
         self.stage2_init = check_stage2_init(stage2_init)
         self.predict_on = predict_on  # validated by the setter
 
@@ -443,6 +446,15 @@ def build_rectifier(cfg: Optional[dict], teacher: nn.Module,
     return MODELS.build(cfg)
 
 
+def check_loss_weight(name: str, value) -> float:
+    """A loss weight must be a non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, Real) \
+            or not value >= 0:
+        raise ValueError(
+            f'{name} must be a non-negative number, got {value!r}')
+    return float(value)
+
+
 def check_stage2_init(stage2_init: Optional[dict]) -> Optional[dict]:
     """Validate ``stage2_init`` (None or ``dict(checkpoint=str, ...)``)."""
     if stage2_init is None:
@@ -511,7 +523,10 @@ _WRAPPER_PREFIX = re.compile(r'^module\.')
 
 def strip_wrapper_prefix(state: dict) -> dict:
     """Drop the ``module.`` prefix DDP-wrapped models save."""
-    return {_WRAPPER_PREFIX.sub('', key): value for key, value in state.items()}
+    return {
+        _WRAPPER_PREFIX.sub('', key): value
+        for key, value in state.items()
+    }
 
 
 def stage2_state_dict(state: dict,

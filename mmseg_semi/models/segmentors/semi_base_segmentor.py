@@ -55,7 +55,9 @@ class SemiBaseSegmentor(BaseModel):
             raise ValueError('unsup_start_iter must be a non-negative int, '
                              f'got {unsup_start_iter!r}')
         self.unsup_start_iter = unsup_start_iter
-        self._predict_on = predict_on
+        # Through the setter: a wrong name (e.g. tools/test.py --predict-on)
+        # fails here, not with an AttributeError at the first prediction.
+        self.predict_on = predict_on
         self.train_iter = 0
         self.max_iters = 1
 

@@ -1,0 +1,184 @@
+"""The compatibility patches applied by ``import mmseg_semi``."""
+import importlib.util
+import os.path as osp
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import HistoryBuffer, MessageHub
+from torch import nn
+
+import mmseg
+import mmseg_semi  # noqa: F401  (applies the patches)
+from mmseg_semi.utils import adapt_config_to_device, compat
+
+
+# ------------------------------------------------------------- checkpoints
+def write_mmengine_style_checkpoint(path):
+    """What mmengine's runner saves: numpy scalars and a message hub."""
+    hub = MessageHub('compat_test_hub')
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_scalar('train/loss', 0.25)
+    hub.update_info('iter', 3)
+    model = nn.Linear(2, 1)
+    torch.save(
+        dict(
+            meta=dict(seed=np.int64(7), best_score=np.float64(0.5)),
+            state_dict=model.state_dict(),
+            message_hub=hub.state_dict()), path)
+    return model
+
+
+def test_plain_torch_load_refuses_mmengine_checkpoints(tmp_path):
+    """Why the patch exists: torch>=2.6 loads with weights_only=True."""
+    path = str(tmp_path / 'ckpt.pth')
+    write_mmengine_style_checkpoint(path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+
+
+def test_mmengine_loaders_accept_them(tmp_path):
+    from mmengine.runner import load_checkpoint
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = str(tmp_path / 'ckpt.pth')
+    source = write_mmengine_style_checkpoint(path)
+
+    checkpoint = _load_checkpoint(path, map_location='cpu')
+    assert checkpoint['meta']['seed'] == 7
+    assert isinstance(checkpoint['meta']['best_score'], np.float64)
+    buffer = checkpoint['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, HistoryBuffer)
+    assert buffer.current() == 0.25 and buffer.mean() == 0.375
+    hub = MessageHub('compat_test_resumed')
+    hub.load_state_dict(checkpoint['message_hub'])
+    assert hub.get_info('iter') == 3
+
+    target = nn.Linear(2, 1)
+    loaded = load_checkpoint(target, path, map_location='cpu', strict=True)
+    assert loaded['meta']['seed'] == 7
+    assert torch.equal(target.weight, source.weight)
+    # The trust is scoped to mmengine's loaders: torch.load is unchanged.
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+
+
+def test_trusted_torch_load_is_scoped(tmp_path):
+    path = str(tmp_path / 'ckpt.pth')
+    write_mmengine_style_checkpoint(path)
+    original = torch.load
+    with compat.trusted_torch_load():
+        assert torch.load(path)['meta']['seed'] == 7
+        # an explicit choice still wins
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(path, weights_only=True)
+    assert torch.load is original
+
+
+def test_apply_compat_patches_is_idempotent():
+    from mmengine.runner.checkpoint import CheckpointLoader
+    loader = CheckpointLoader._schemes['']
+    compat.apply_compat_patches()
+    assert CheckpointLoader._schemes[''] is loader
+
+
+# -------------------------------------------------------- package lookup
+@pytest.fixture
+def no_pkg_resources(monkeypatch):
+    """As with setuptools>=81: ``import pkg_resources`` fails."""
+    monkeypatch.setitem(sys.modules, 'pkg_resources', None)
+    with pytest.raises(ImportError):
+        import pkg_resources  # noqa: F401
+
+
+def original_package_utils():
+    """mmengine's unpatched package_utils, loaded as a separate module."""
+    import mmengine.utils.package_utils as patched
+    spec = importlib.util.spec_from_file_location('_original_package_utils',
+                                                  patched.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_package_lookup_without_pkg_resources(no_pkg_resources):
+    import mmengine.config.config as config_module
+    import mmengine.utils as mmengine_utils
+    from mmengine.utils import get_installed_path, is_installed
+
+    # mmengine's own helpers need pkg_resources ...
+    with pytest.raises(ImportError):
+        original_package_utils().get_installed_path('mmsegmentation')
+    # ... the patched ones, used by mmengine's config, do not.
+    assert config_module.get_installed_path is compat.get_installed_path
+    assert mmengine_utils.is_installed is compat.is_installed
+    mmseg_dir = osp.dirname(mmseg.__file__)
+    assert get_installed_path('mmsegmentation') == mmseg_dir
+    assert get_installed_path('mmseg') == mmseg_dir
+    assert is_installed('mmsegmentation')
+    assert is_installed('mmseg')
+    assert not is_installed('surely_not_an_installed_package_xyz')
+    with pytest.raises(ModuleNotFoundError):
+        get_installed_path('surely_not_an_installed_package_xyz')
+
+
+def test_config_inherits_mmseg_base_without_pkg_resources(
+        no_pkg_resources, tmp_path):
+    path = tmp_path / 'cfg.py'
+    path.write_text("_base_ = ['mmseg::_base_/default_runtime.py']\n"
+                    'log_level = "WARNING"\n')
+    cfg = Config.fromfile(str(path))
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.log_level == 'WARNING'
+    # the rest comes from mmseg's configs/_base_/default_runtime.py
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+    assert cfg.visualizer.type == 'SegLocalVisualizer'
+    assert cfg.log_processor == dict(by_epoch=False)
+
+
+# ------------------------------------------------------------ device config
+def syncbn_config():
+    sync = dict(type='SyncBN', requires_grad=True)
+    return Config(
+        dict(
+            model=dict(
+                type='MeanTeacherSegmentor',
+                segmentor=dict(
+                    type='EncoderDecoder',
+                    backbone=dict(type='ResNetV1c', norm_cfg=sync),
+                    decode_head=dict(type='FCNHead', norm_cfg=sync),
+                    auxiliary_head=[
+                        dict(type='FCNHead', norm_cfg=dict(type='SyncBN')),
+                        dict(
+                            type='FCNHead',
+                            norm_cfg=dict(type='BN', requires_grad=False))
+                    ])),
+            env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+
+
+def test_adapt_config_to_device_on_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = adapt_config_to_device(syncbn_config())
+    segmentor = cfg.model.segmentor
+    assert segmentor.backbone.norm_cfg == dict(type='BN', requires_grad=True)
+    assert segmentor.decode_head.norm_cfg == dict(
+        type='BN', requires_grad=True)
+    assert segmentor.auxiliary_head[0].norm_cfg == dict(type='BN')
+    assert segmentor.auxiliary_head[1].norm_cfg == dict(
+        type='BN', requires_grad=False)
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+
+    # A config without env_cfg gets one; a non-NCCL backend is kept.
+    cfg = adapt_config_to_device(Config(dict(model=dict(type='X'))))
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    cfg = Config(dict(model={}, env_cfg=dict(dist_cfg=dict(backend='mpi'))))
+    assert adapt_config_to_device(cfg).env_cfg.dist_cfg.backend == 'mpi'
+
+
+def test_adapt_config_to_device_keeps_gpu_configs(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = adapt_config_to_device(syncbn_config())
+    assert cfg.model.segmentor.backbone.norm_cfg.type == 'SyncBN'
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'

@@ -1,0 +1,115 @@
+"""Time per training iteration and peak memory of several configs.
+
+Each config is trained for ``--warmup + --iters`` iterations on its real
+data (no validation, no checkpoints, the unsupervised losses active from the
+first iteration) in a fresh subprocess, so peak memory is per config. The
+median of mmengine's per-iteration ``time`` after the warm-up is reported,
+with peak RSS (CPU) or peak allocated CUDA memory, as a markdown table.
+
+Example (U2PL vs mean teacher on CamVid, same machine):
+    python tools/benchmark/bench_iteration_time.py \\
+        configs/mean_teacher/mean-teacher_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py \\
+        configs/u2pl/u2pl_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('configs', nargs='+')
+    parser.add_argument('--iters', type=int, default=20)
+    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--single', action='store_true', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def measure(config: str, iters: int, warmup: int) -> dict:
+    """Train ``config`` briefly in this process; return timing and memory."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    import mmseg_semi  # noqa: F401
+    from mmseg_semi.utils import adapt_config_to_device
+
+    cfg = Config.fromfile(config)
+    total = warmup + iters
+    cfg.work_dir = tempfile.mkdtemp(prefix='bench_iter_')
+    cfg.train_cfg.max_iters = total
+    cfg.train_cfg.val_interval = total + 1
+    cfg.default_hooks.checkpoint.interval = total + 1
+    cfg.default_hooks.checkpoint.pop('save_best', None)
+    cfg.default_hooks.logger.interval = 1
+    if 'unsup_start_iter' in cfg.model:
+        cfg.model.unsup_start_iter = 0
+    cfg.log_level = 'WARNING'
+    cfg = adapt_config_to_device(cfg)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    times = runner.message_hub.get_scalar('train/time').data[0].tolist()
+    steady = times[warmup:]
+    result = dict(
+        config=config,
+        median_s=statistics.median(steady),
+        mean_s=statistics.fmean(steady),
+        iters=len(steady),
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
+        1024)
+    if torch.cuda.is_available():
+        result['peak_cuda_mib'] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def hardware() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    cpu = platform.processor() or platform.machine()
+    return f'{cpu}, {torch.get_num_threads()} threads'
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.single:
+        print('RESULT ' + json.dumps(
+            measure(args.configs[0], args.iters, args.warmup)))
+        return
+    results = []
+    for config in args.configs:
+        out = subprocess.run(
+            [
+                sys.executable, __file__, config, '--single', '--iters',
+                str(args.iters), '--warmup',
+                str(args.warmup)
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=os.environ.copy()).stdout
+        line = [x for x in out.splitlines() if x.startswith('RESULT ')][-1]
+        results.append(json.loads(line[len('RESULT '):]))
+    import torch
+    print(f'\n{datetime.date.today()}, {hardware()}, torch {torch.__version__}'
+          f', {args.iters} iterations after {args.warmup} warm-up\n')
+    print('| config | median s/iter | mean s/iter | vs first | peak memory |')
+    print('|---|---|---|---|---|')
+    base = results[0]['median_s']
+    for r in results:
+        memory = (f"{r['peak_cuda_mib']:.0f} MiB CUDA"
+                  if 'peak_cuda_mib' in r else f"{r['peak_rss_mib']:.0f} MiB RSS")
+        print(f"| {os.path.basename(r['config'])} | {r['median_s']:.3f} | "
+              f"{r['mean_s']:.3f} | {100 * (r['median_s'] / base - 1):+.1f}% "
+              f'| {memory} |')
+
+
+if __name__ == '__main__':
+    main()
