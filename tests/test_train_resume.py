@@ -192,6 +192,6 @@ def test_dist_train_two_cpu_processes(tmp_path):
         log = f.read()
     assert 'Distributed training: True' in log
     assert "backend='gloo'" in log or 'backend="gloo"' in log
-    assert 'SyncBN layer config(s) replaced by BN' in log
+    assert 'SyncBN layer config(s) replaced by BN' in output
     val = [r for r in scalars(work_dir) if 'teacher/mIoU' in r]
     assert [r['step'] for r in val] == [2]

@@ -169,7 +169,6 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             peer2=check_loss_weight('unsup2_peer_weight',
                                     unsup2_peer_weight))
         self.stage2_init = check_stage2_init(stage2_init)
-        self.predict_on = predict_on  # validated by the setter
 
     # ------------------------------------------------------------ structure
     def rectifiers(self) -> List[Optional[nn.Module]]:
