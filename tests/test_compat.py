@@ -177,8 +177,56 @@ def test_adapt_config_to_device_on_cpu(monkeypatch):
     assert adapt_config_to_device(cfg).env_cfg.dist_cfg.backend == 'mpi'
 
 
+def test_adapt_config_to_device_wraps_cpu_modules_in_ddp(monkeypatch):
+    """mmengine gives DDP device_ids=[LOCAL_RANK], which DDP rejects for
+    CPU modules; the adapted config asks for device_ids=None."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = syncbn_config()
+    cfg.find_unused_parameters = True
+    wrapper = adapt_config_to_device(cfg).model_wrapper_cfg
+    assert wrapper == dict(
+        type='MMDistributedDataParallel',
+        device_ids=None,
+        broadcast_buffers=False,
+        find_unused_parameters=True)
+    # A user's DDP wrapper keeps its settings and gains device_ids=None ...
+    cfg = syncbn_config()
+    cfg.model_wrapper_cfg = dict(
+        type='MMSeparateDistributedDataParallel', broadcast_buffers=True)
+    wrapper = adapt_config_to_device(cfg).model_wrapper_cfg
+    assert wrapper == dict(
+        type='MMSeparateDistributedDataParallel',
+        broadcast_buffers=True,
+        device_ids=None)
+    # ... unless it chose devices itself; other wrappers are left alone.
+    cfg.model_wrapper_cfg = dict(
+        type='MMDistributedDataParallel', device_ids=[0])
+    assert adapt_config_to_device(cfg).model_wrapper_cfg.device_ids == [0]
+    cfg.model_wrapper_cfg = dict(type='SomeOtherWrapper')
+    assert adapt_config_to_device(cfg).model_wrapper_cfg == dict(
+        type='SomeOtherWrapper')
+
+
+def test_cpu_ddp_wrapper_builds(monkeypatch, tmp_path):
+    """The adapted wrapper config really wraps a CPU model (world of 1)."""
+    from mmengine.registry import MODEL_WRAPPERS
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    wrapper = adapt_config_to_device(syncbn_config()).model_wrapper_cfg
+    torch.distributed.init_process_group(
+        'gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    try:
+        model = MODEL_WRAPPERS.build(
+            wrapper, default_args=dict(module=nn.Linear(2, 1),
+                                       device_ids=[0]))
+        assert model.device_ids is None
+        assert model(torch.ones(3, 2)).shape == (3, 1)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
 def test_adapt_config_to_device_keeps_gpu_configs(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     cfg = adapt_config_to_device(syncbn_config())
     assert cfg.model.segmentor.backbone.norm_cfg.type == 'SyncBN'
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+    assert 'model_wrapper_cfg' not in cfg

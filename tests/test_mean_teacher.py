@@ -68,7 +68,9 @@ def semi_batch(unlabeled_shapes=((32, 32), (32, 32))):
     labeled = dict(
         inputs=[raw_image(32, 32, 0), raw_image(32, 32, 1)],
         data_samples=[sample(32, 32, 10), sample(32, 32, 11)])
-    weak = [raw_image(h, w, 20 + i) for i, (h, w) in enumerate(unlabeled_shapes)]
+    weak = [
+        raw_image(h, w, 20 + i) for i, (h, w) in enumerate(unlabeled_shapes)
+    ]
     strong = [255 - img for img in weak]  # a photometric change only
     unlabeled = dict(
         inputs=dict(weak=weak, strong=strong),
@@ -499,3 +501,18 @@ def test_export_takes_the_preprocessor_from_the_semi_model():
             data_preprocessor=inner,
             model=dict(type='MeanTeacherSegmentor', segmentor=segmentor)))
     assert tool.plain_config(top_level).model.data_preprocessor == inner
+
+
+def test_export_picks_the_segmentor_of_each_rml_network():
+    tool = load_export_tool()
+    one, two = tiny_segmentor_cfg(num_classes=3), tiny_segmentor_cfg(5)
+    rml = dict(type='DualStudentSegmentor', segmentor1=one, segmentor2=two)
+    for which, expected in (('teacher1', one), ('student1', one),
+                            ('teacher2', two), ('student2', two)):
+        plain = tool.plain_config(Config(dict(model=rml)), which)
+        assert plain.model.decode_head.num_classes == \
+            expected['decode_head']['num_classes'], which
+    # segmentor2 defaults to a copy of segmentor1 in DualStudentSegmentor.
+    rml = dict(type='DualStudentSegmentor', segmentor1=one)
+    plain = tool.plain_config(Config(dict(model=rml)), 'student2')
+    assert plain.model.decode_head.num_classes == 3

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import pickle
 import subprocess
 import sys
 
@@ -93,9 +94,9 @@ def test_mean_teacher_resume_matches_uninterrupted_run(tmp_path, train_tool):
     hooks = Config.fromfile(MEAN_TEACHER_CONFIG).to_dict()['custom_hooks']
     assert [h['type'] for h in hooks] == ['EMATeacherHook']
     interrupted = tmp_path / 'interrupted.py'
-    interrupted.write_text(
-        f'_base_ = [{str(config)!r}]\n'
-        f"custom_hooks = {hooks + [dict(type='StopTrainingAfter', iters=2)]!r}\n")
+    stop = dict(type='StopTrainingAfter', iters=2)
+    interrupted.write_text(f'_base_ = [{str(config)!r}]\n'
+                           f'custom_hooks = {hooks + [stop]!r}\n')
 
     straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
     train(train_tool, config, straight, 'straight')
@@ -104,7 +105,7 @@ def test_mean_teacher_resume_matches_uninterrupted_run(tmp_path, train_tool):
     assert not osp.exists(resumed / 'iter_4.pth')
     # mmengine's meta (numpy scalars, message hub) needs the compat patch
     # under torch>=2.6, which is what makes --resume work.
-    with pytest.raises(Exception, match='weights_only'):
+    with pytest.raises(pickle.UnpicklingError, match='weights_only'):
         torch.load(resumed / 'iter_2.pth', weights_only=True)
     halfway = state_dict(resumed / 'iter_2.pth')['state_dict']
     train(train_tool, config, resumed, 'part2', '--resume')
@@ -139,8 +140,8 @@ def test_mean_teacher_resume_matches_uninterrupted_run(tmp_path, train_tool):
     resumed_steps = [r for r in scalars(resumed) if 'unsup_loss_ce' in r]
     assert [r['unsup_loss_ce'] for r in resumed_steps] == \
         [r['unsup_loss_ce'] for r in train_steps]
-    assert osp.isfile(straight / 'best_teacher_mIoU_iter_2.pth') or \
-        osp.isfile(straight / 'best_teacher_mIoU_iter_4.pth')
+    # save_best follows the teacher's metric (one best file is kept)
+    assert len(glob.glob(str(straight / 'best_teacher_mIoU_iter_*.pth'))) == 1
 
 
 def test_supervised_config_trains(tmp_path, train_tool):

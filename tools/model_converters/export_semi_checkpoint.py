@@ -9,8 +9,10 @@ and ``student.`` keys for mean teacher / U2PL). This tool writes, into
   came from) made of plain Python values, so it loads with
   ``torch.load(..., weights_only=True)``;
 * ``<name>.py``: a plain mmseg config: the semi config with ``model``
-  replaced by its ``segmentor`` (keeping a data preprocessor), the
-  semi-supervised loops, hooks and unlabeled data removed.
+  replaced by the network's segmentor config (``segmentor``, or
+  ``segmentor1``/``segmentor2`` for RML's ``teacher1``... networks), keeping
+  a data preprocessor; the semi-supervised loops, hooks and unlabeled data
+  removed.
 
 The pair works with mmseg's own APIs and tools::
 
@@ -58,8 +60,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--which',
         default='teacher',
-        help='network to export (teacher, student, or another name of the '
-        "wrapper's networks); default: teacher")
+        help='network to export: teacher or student (mean teacher, U2PL), '
+        'teacher1, student1, teacher2 or student2 (RML); default: teacher')
     parser.add_argument(
         '--name',
         help='base name of the written files (default: '
@@ -155,14 +157,32 @@ def inner_data_preprocessor(cfg: Config) -> Optional[dict]:
     return copy.deepcopy(candidate) if candidate else None
 
 
-def plain_config(cfg: Config) -> Config:
-    """The semi config turned into a plain mmseg config for the segmentor."""
-    if 'segmentor' not in cfg.model:
-        raise ValueError(
-            f'The config model ({cfg.model.get("type")}) has no `segmentor`: '
-            'it is not a semi-supervised config')
+def segmentor_key(model_cfg: dict, which: str) -> str:
+    """Key of the segmentor config that built network ``which``.
+
+    Mean teacher / U2PL: ``segmentor``. RML: ``segmentor1`` for ``teacher1``
+    and ``student1``, ``segmentor2`` (a copy of ``segmentor1`` when unset)
+    for ``teacher2`` and ``student2``.
+    """
+    keys = ['segmentor']
+    index = re.search(r'(\d+)$', which)
+    if index:
+        keys.insert(0, f'segmentor{index.group(1)}')
+    keys.append('segmentor1')
+    for key in keys:
+        if model_cfg.get(key):
+            return key
+    raise ValueError(
+        f'The config model ({model_cfg.get("type")}) has no segmentor '
+        f'config for {which!r} (looked for {keys}): it is not a '
+        'semi-supervised config')
+
+
+def plain_config(cfg: Config, which: str = 'teacher') -> Config:
+    """The semi config turned into a plain mmseg config for ``which``."""
+    key = segmentor_key(cfg.model, which)
     data = copy.deepcopy(cfg.to_dict())
-    model = data['model'].pop('segmentor')
+    model = data['model'][key]
     if not model.get('data_preprocessor'):
         preprocessor = inner_data_preprocessor(cfg)
         if preprocessor is None:
@@ -227,7 +247,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
     else:
         state_dict, source_meta = checkpoint, {}
     weights = network_state_dict(state_dict, args.which)
-    config = plain_config(cfg)
+    config = plain_config(cfg, args.which)
     if not args.skip_verify:
         verify(config, weights)
     meta = export_meta(source_meta, cfg, args)
