@@ -17,8 +17,9 @@ from ..utils.model_noise import apply_model_noise
 from ..utils.teacher_agreement import (argmax_agreement,
                                        mean_probability_logits,
                                        total_variation_distance)
-from .mean_teacher_segmentor import pseudo_label_stats, scale_if_loss
+from .mean_teacher_segmentor import pseudo_label_stats
 from .semi_base_segmentor import (SemiBaseSegmentor, forward_logits, freeze,
+                                  prefixed_losses, rectified_pseudo_labels,
                                   valid_pixel_mask)
 
 #: ``predict_on`` value that averages the two teachers' softmax.
@@ -251,13 +252,9 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         logits, feats = forward_logits(
             teacher, weak, with_features=rectifier is not None)
         probs = logits.float().softmax(dim=1)
-        if rectifier is None:
-            return probs, self.pseudo_labeler(probs, valid, self.progress)
-        rectified, changed = rectifier(probs, feats, valid)
-        rectifier.update(feats, probs, valid)
-        pseudo = self.pseudo_labeler(rectified, valid, self.progress)
-        pseudo.rectified_ratio = changed
-        return probs, pseudo
+        return probs, rectified_pseudo_labels(self.pseudo_labeler, rectifier,
+                                              probs, feats, valid,
+                                              self.progress)
 
     def mix_strong_view(self, strong: Tensor, labels1: Tensor,
                         labels2: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -465,14 +462,6 @@ def check_stage2_init(stage2_init: Optional[dict]) -> Optional[dict]:
             f'stage2_init must be None or a dict with a str "checkpoint" '
             f'and optionally "load_rectifiers", got {stage2_init!r}')
     return dict(stage2_init)
-
-
-def prefixed_losses(losses: dict, prefix: str, weight: float) -> dict:
-    """``losses`` with ``prefix`` on every key; loss terms scaled."""
-    return {
-        f'{prefix}{key}': scale_if_loss(key, value, weight)
-        for key, value in losses.items()
-    }
 
 
 def mutual_learning_losses(student_logits: Tensor, own: Tuple[Tensor, Tensor],

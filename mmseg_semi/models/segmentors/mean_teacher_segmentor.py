@@ -11,7 +11,8 @@ from ..pseudo_labelers import PseudoLabels
 from ..utils import cutmix_batch, pseudo_label_cross_entropy
 from ..utils.cutmix import boxes_to_mask, paste_from
 from .semi_base_segmentor import (SemiBaseSegmentor, classifier_input_module,
-                                  forward_logits, freeze,
+                                  forward_logits, freeze, prefixed_losses,
+                                  rectified_pseudo_labels,
                                   segmentor_loss_with_features,
                                   stack_gt_labels, valid_pixel_mask)
 
@@ -185,10 +186,7 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
 
     # ------------------------------------------------------- building blocks
     def prefix_supervised(self, losses: dict) -> dict:
-        return {
-            f'sup_{key}': scale_if_loss(key, value, self.sup_weight)
-            for key, value in losses.items()
-        }
+        return prefixed_losses(losses, 'sup_', self.sup_weight)
 
     def supervised_loss(self, student, inputs: Tensor,
                         data_samples: SampleList) -> dict:
@@ -213,13 +211,9 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         valid = valid_pixel_mask(data_samples, *inputs.shape[2:],
                                  inputs.device)
         probs = logits.float().softmax(dim=1)
-        changed = None
-        if self.rectifier is not None:
-            rectified, changed = self.rectifier(probs, features, valid)
-            self.rectifier.update(features, probs, valid)
-            probs = rectified
-        pseudo = self.pseudo_labeler(probs, valid, self.progress)
-        pseudo.rectified_ratio = changed  # logged when a rectifier is used
+        pseudo = rectified_pseudo_labels(self.pseudo_labeler, self.rectifier,
+                                         probs, features, valid,
+                                         self.progress)
         return (pseudo, features) if with_features else pseudo
 
     def mix_strong_view(self, strong: Tensor, *pixel_maps: Tensor):
@@ -250,15 +244,6 @@ def resize_mask(mask: Tensor, size) -> Tensor:
         return mask
     return F.interpolate(
         mask[:, None].float(), size=tuple(size), mode='nearest')[:, 0] > 0.5
-
-
-def scale_if_loss(key: str, value, weight: float):
-    """Scale loss terms (mmengine sums keys containing 'loss'); keep stats."""
-    if 'loss' not in key or weight == 1.0:
-        return value
-    if isinstance(value, (list, tuple)):
-        return type(value)(v * weight for v in value)
-    return value * weight
 
 
 def pseudo_label_stats(pseudo: PseudoLabels, prefix: str) -> dict:

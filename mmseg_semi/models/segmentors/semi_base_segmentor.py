@@ -298,6 +298,45 @@ def segmentor_loss_with_features(
     return losses, seg_logits, features
 
 
+def rectified_pseudo_labels(pseudo_labeler: nn.Module,
+                            rectifier: Optional[nn.Module], probs: Tensor,
+                            feats: Optional[Tensor], valid: Tensor,
+                            progress: Tuple[int, int]):
+    """Pseudo-label a teacher's softmax, through a prototype rectifier if any.
+
+    The rectifier judges the batch with prototypes from earlier batches and is
+    then updated from the raw (not rectified) softmax, so prototypes never
+    vote on the labels they produce. ``rectified_ratio`` of the result is the
+    fraction of valid pixels whose arg-max the rectifier changed (None
+    without a rectifier).
+    """
+    if rectifier is None:
+        return pseudo_labeler(probs, valid, progress)
+    rectified, changed = rectifier(probs, feats, valid)
+    rectifier.update(feats, probs, valid)
+    pseudo = pseudo_labeler(rectified, valid, progress)
+    pseudo.rectified_ratio = changed
+    return pseudo
+
+
+def prefixed_losses(losses: dict, prefix: str, weight: float) -> dict:
+    """``losses`` with ``prefix`` on every key; loss terms scaled by weight
+    (mmengine sums the keys containing 'loss'; statistics are kept)."""
+    return {
+        f'{prefix}{key}': scale_if_loss(key, value, weight)
+        for key, value in losses.items()
+    }
+
+
+def scale_if_loss(key: str, value, weight: float):
+    """Scale loss terms (mmengine sums keys containing 'loss'); keep stats."""
+    if 'loss' not in key or weight == 1.0:
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(v * weight for v in value)
+    return value * weight
+
+
 def valid_pixel_mask(data_samples: SampleList, height: int, width: int,
                      device: torch.device) -> Tensor:
     """bool (B, H, W): True inside each image, False on batch padding.
