@@ -18,7 +18,9 @@ from ..utils.teacher_agreement import (argmax_agreement,
                                        mean_probability_logits,
                                        total_variation_distance)
 from .mean_teacher_segmentor import pseudo_label_stats
-from .semi_base_segmentor import (SemiBaseSegmentor, forward_logits, freeze,
+from .semi_base_segmentor import (SemiBaseSegmentor,
+                                  check_class_weight_length, forward_logits,
+                                  freeze,
                                   prefixed_losses, rectified_pseudo_labels,
                                   valid_pixel_mask)
 
@@ -100,6 +102,9 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         unsup1_peer_weight: Weight of student 1's loss on teacher 2's labels.
         unsup2_own_weight: Weight of student 2's loss on teacher 2's labels.
         unsup2_peer_weight: Weight of student 2's loss on teacher 1's labels.
+        unsup_class_weight: Optional per-class weights of the four
+            pseudo-label cross-entropies; None (the paper) weighs classes
+            alike.
         stage2_init: RML's second stage: ``dict(checkpoint=PATH,
             load_rectifiers=True)`` names a checkpoint of this segmentor
             (stage 1); :meth:`init_weights` starts both teacher ``i`` and
@@ -132,6 +137,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
                  unsup1_peer_weight: float = 1.0,
                  unsup2_own_weight: float = 1.0,
                  unsup2_peer_weight: float = 1.0,
+                 unsup_class_weight: Optional[Sequence[float]] = None,
                  stage2_init: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  unsup_start_iter: int = 0,
@@ -169,6 +175,9 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             own2=check_loss_weight('unsup2_own_weight', unsup2_own_weight),
             peer2=check_loss_weight('unsup2_peer_weight',
                                     unsup2_peer_weight))
+        self.register_unsup_class_weight(unsup_class_weight)
+        check_class_weight_length(self.unsup_class_weight, self.student1,
+                                  'unsup_class_weight')
         self.stage2_init = check_stage2_init(stage2_init)
 
     # ------------------------------------------------------------ structure
@@ -217,14 +226,16 @@ class DualStudentSegmentor(SemiBaseSegmentor):
                 own=(labels1, pseudo1.weight * weights['own1']),
                 peer=(labels2, pseudo2.weight * weights['peer1']),
                 ignore_index=ignore_index,
-                prefix='unsup1_'))
+                prefix='unsup1_',
+                class_weight=self.unsup_class_weight))
         losses.update(
             mutual_learning_losses(
                 logits2,
                 own=(labels2, pseudo2.weight * weights['own2']),
                 peer=(labels1, pseudo1.weight * weights['peer2']),
                 ignore_index=ignore_index,
-                prefix='unsup2_'))
+                prefix='unsup2_',
+                class_weight=self.unsup_class_weight))
         for index, pseudo in ((1, pseudo1), (2, pseudo2)):
             losses.update(pseudo_label_stats(pseudo, prefix=f'unsup{index}_'))
         losses['unsup_teacher_agreement'] = argmax_agreement(
@@ -466,7 +477,9 @@ def check_stage2_init(stage2_init: Optional[dict]) -> Optional[dict]:
 
 def mutual_learning_losses(student_logits: Tensor, own: Tuple[Tensor, Tensor],
                            peer: Tuple[Tensor, Tensor], ignore_index: int,
-                           prefix: str) -> Dict[str, Tensor]:
+                           prefix: str,
+                           class_weight: Optional[Tensor] = None
+                           ) -> Dict[str, Tensor]:
     """One student's unsupervised terms of RML Eq. 5.
 
     The student is trained with cross-entropy against the hard pseudo-labels
@@ -479,14 +492,15 @@ def mutual_learning_losses(student_logits: Tensor, own: Tuple[Tensor, Tensor],
         peer: ``(labels, weight)`` of the other student's teacher.
         ignore_index: Label of pixels without a pseudo-label.
         prefix: Prefix of the keys, e.g. ``'unsup1_'``.
+        class_weight: Optional (C,) weight of each pseudo-label class.
 
     Returns:
         ``{prefix}own_loss_ce`` and ``{prefix}peer_loss_ce``.
     """
     return {
         f'{prefix}{name}_loss_ce':
-        pseudo_label_cross_entropy(student_logits, labels, ignore_index) *
-        weight
+        pseudo_label_cross_entropy(student_logits, labels, ignore_index,
+                                   class_weight) * weight
         for name, (labels, weight) in (('own', own), ('peer', peer))
     }
 

@@ -1,5 +1,5 @@
 import copy
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +10,8 @@ from mmseg.utils import SampleList
 from ..pseudo_labelers import PseudoLabels
 from ..utils import cutmix_batch, pseudo_label_cross_entropy
 from ..utils.cutmix import boxes_to_mask, paste_from
-from .semi_base_segmentor import (SemiBaseSegmentor, classifier_input_module,
+from .semi_base_segmentor import (SemiBaseSegmentor, check_class_weight_length,
+                                  classifier_input_module,
                                   forward_logits, freeze, prefixed_losses,
                                   rectified_pseudo_labels,
                                   segmentor_loss_with_features,
@@ -59,6 +60,9 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         sup_weight: Weight of the supervised losses.
         unsup_weight: Weight of the unsupervised cross-entropy (multiplies
             the labeler's own weight).
+        unsup_class_weight: Optional per-class weights of the unsupervised
+            cross-entropy (e.g. the supervised loss's ``class_weight``);
+            None, as in the papers, weighs every pseudo-label class alike.
         data_preprocessor, unsup_start_iter, predict_on, init_cfg: see
             :class:`SemiBaseSegmentor`.
     """
@@ -74,6 +78,7 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
                  contrastive_loss: Optional[dict] = None,
                  sup_weight: float = 1.0,
                  unsup_weight: float = 1.0,
+                 unsup_class_weight: Optional[Sequence[float]] = None,
                  data_preprocessor: Optional[dict] = None,
                  unsup_start_iter: int = 0,
                  predict_on: str = 'teacher',
@@ -94,6 +99,9 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         self.cutmix = dict(cutmix) if cutmix is not None else None
         self.sup_weight = sup_weight
         self.unsup_weight = unsup_weight
+        self.register_unsup_class_weight(unsup_class_weight)
+        check_class_weight_length(self.unsup_class_weight, self.student,
+                                  'unsup_class_weight')
         if rep_head is not None:
             # Fail at build time, not at the first step, when the head
             # exposes no classifier input to attach the representation to.
@@ -232,7 +240,8 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
     def unsupervised_loss(self, logits: Tensor, labels: Tensor,
                           pseudo: PseudoLabels) -> dict:
         ignore = self.pseudo_labeler.ignore_index
-        loss = pseudo_label_cross_entropy(logits, labels, ignore)
+        loss = pseudo_label_cross_entropy(logits, labels, ignore,
+                                          self.unsup_class_weight)
         losses = dict(unsup_loss_ce=loss * pseudo.weight * self.unsup_weight)
         losses.update(pseudo_label_stats(pseudo, prefix='unsup_'))
         return losses

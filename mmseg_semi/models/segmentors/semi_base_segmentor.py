@@ -61,6 +61,23 @@ class SemiBaseSegmentor(BaseModel):
         self.train_iter = 0
         self.max_iters = 1
 
+    def register_unsup_class_weight(
+            self, class_weight: Optional[Sequence[float]]) -> None:
+        """Keep the pseudo-label classes' loss weights as a buffer.
+
+        A buffer follows the model to its device and dtype-free into
+        checkpoints; None keeps the papers' unweighted cross-entropy.
+        """
+        if class_weight is None:
+            self.unsup_class_weight = None
+            return
+        weight = torch.as_tensor(class_weight, dtype=torch.float32)
+        if weight.dim() != 1 or not torch.isfinite(weight).all() \
+                or (weight < 0).any():
+            raise ValueError('unsup_class_weight must be a list of finite '
+                             f'non-negative numbers, got {class_weight!r}')
+        self.register_buffer('unsup_class_weight', weight, persistent=False)
+
     # ------------------------------------------------------------ structure
     @staticmethod
     def build_multi_branch_preprocessor(
@@ -361,3 +378,14 @@ def attach_pseudo_labels(data_samples: SampleList, labels: Tensor) -> None:
     """Store pseudo-labels as ``gt_sem_seg`` (e.g. for visualisation)."""
     for sample, label in zip(data_samples, labels):
         sample.gt_sem_seg = PixelData(data=label.unsqueeze(0))
+
+
+def check_class_weight_length(class_weight: Optional[Tensor],
+                              segmentor: nn.Module, key: str) -> None:
+    """Raise ValueError unless ``class_weight`` has one entry per class."""
+    if class_weight is None:
+        return
+    num_classes = segmentor.decode_head.num_classes
+    if class_weight.numel() != num_classes:
+        raise ValueError(f'{key} has {class_weight.numel()} entries but the '
+                         f'segmentor predicts {num_classes} classes')

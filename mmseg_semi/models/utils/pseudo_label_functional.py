@@ -7,6 +7,7 @@ host synchronisation, so it is safe inside an AMP-enabled training step.
 """
 import math
 from numbers import Real
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -166,7 +167,9 @@ def adaptive_unsup_weight(reliable_mask: Tensor, eta: float = 1.0) -> Tensor:
 
 def pseudo_label_cross_entropy(logits: Tensor,
                                labels: Tensor,
-                               ignore_index: int = 255) -> Tensor:
+                               ignore_index: int = 255,
+                               class_weight: Optional[Tensor] = None
+                               ) -> Tensor:
     """Unsupervised loss ``L_u`` on pseudo-labels (U2PL Eq. 3).
 
     ``L_u = 1 / (|B_u| H W) * sum_{reliable} CE(logits, label)``: the sum
@@ -180,6 +183,10 @@ def pseudo_label_cross_entropy(logits: Tensor,
         labels: int64 pseudo-labels (B, H, W); ``ignore_index`` marks pixels
             that do not contribute.
         ignore_index: Label value to skip.
+        class_weight: Optional (C,) weight of each pseudo-label class (as
+            mmseg's ``CrossEntropyLoss(class_weight=...)``): each pixel's
+            cross-entropy is multiplied by the weight of its label, and the
+            normaliser stays the pixel count.
 
     Returns:
         0-dim float32 loss, differentiable w.r.t. ``logits``.
@@ -200,8 +207,16 @@ def pseudo_label_cross_entropy(logits: Tensor,
             f'labels must be an int64 tensor, got dtype {labels.dtype}')
     if labels.numel() == 0:
         raise ValueError('labels is empty; cannot average over 0 pixels')
+    if class_weight is not None and class_weight.shape != logits.shape[1:2]:
+        raise ValueError(
+            f'class_weight has shape {tuple(class_weight.shape)}; expected '
+            f'one weight per class ({logits.shape[1]})')
     summed = F.cross_entropy(
-        logits.float(), labels, ignore_index=ignore_index, reduction='sum')
+        logits.float(),
+        labels,
+        weight=None if class_weight is None else class_weight.float(),
+        ignore_index=ignore_index,
+        reduction='sum')
     return summed / labels.numel()
 
 
