@@ -7,7 +7,7 @@ import copy
 import os
 import os.path as osp
 import socket
-from typing import Optional
+from typing import Optional, Sequence
 
 import pytest
 import torch
@@ -106,7 +106,9 @@ def tiny_camvid_run_config(base_config: str,
                            val_interval: int = 1000,
                            val_images: int = 2,
                            checkpoint_interval: int = 2,
-                           unsup_start_iter: int = 1) -> str:
+                           unsup_start_iter: int = 1,
+                           segmentor_keys: Sequence[str] = ('segmentor', )
+                           ) -> str:
     """Text of a config that trains ``base_config`` on real CamVid, small.
 
     64x64 crops from images resized to 1/4 of CamVid's size, batch 2 (labeled
@@ -115,7 +117,9 @@ def tiny_camvid_run_config(base_config: str,
     kernels set up for training are reused), ImageNet weights kept. The
     network keeps its architecture but drops dilation (backbone output
     stride 32, ASPP rates 1), which is several times slower on CPU. A semi
-    config's supervised-only warm-up ends at ``unsup_start_iter``.
+    config's supervised-only warm-up ends at ``unsup_start_iter``;
+    ``segmentor_keys`` names the semi model's segmentor configs to make
+    undilated (``('segmentor1', 'segmentor2')`` for RML).
     """
     root = camvid_root()
     lines = [
@@ -159,8 +163,8 @@ def tiny_camvid_run_config(base_config: str,
                  f'val_interval={val_interval}')
     if semi:
         lines += [
-            f'model = dict(unsup_start_iter={unsup_start_iter}, '
-            f'segmentor={undilated})',
+            f'model = dict(unsup_start_iter={unsup_start_iter}, ' +
+            ', '.join(f'{key}={undilated}' for key in segmentor_keys) + ')',
             "unlabeled_pipeline = [dict(type='LoadImageFromFile')] + "
             'geometry + [',
             "    dict(type='MultiBranch', branches=dict(",

@@ -230,3 +230,20 @@ def test_adapt_config_to_device_keeps_gpu_configs(monkeypatch):
     assert cfg.model.segmentor.backbone.norm_cfg.type == 'SyncBN'
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
     assert 'model_wrapper_cfg' not in cfg
+
+
+def test_mmseg_class_weighted_cross_entropy_ignores_255():
+    """mmseg 1.2.2 raised IndexError on any ignored pixel with class_weight;
+    patched, it is PyTorch's weighted mean over the non-ignored pixels."""
+    from mmseg.models.losses import CrossEntropyLoss
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, generator=generator)
+    labels = torch.randint(0, 3, (2, 4, 5), generator=generator)
+    labels[0, 0] = 255
+    labels[1, :, 1] = 255
+    weight = [0.5, 2.0, 1.0]
+    loss = CrossEntropyLoss(class_weight=weight)(
+        logits, labels, ignore_index=255)
+    expected = torch.nn.functional.cross_entropy(
+        logits, labels, weight=torch.tensor(weight), ignore_index=255)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -7,7 +7,6 @@ The R-101 configs are meant for 8 GPUs; here SyncBN becomes BN, ImageNet
 weights are not loaded (building a model does not load them anyway) and the
 forward/backward runs on 2 images of 65x65.
 """
-import copy
 import glob
 import json
 import math
@@ -209,9 +208,11 @@ def buildable_model_cfg(cfg: Config) -> dict:
 
 
 def structure_key(model_cfg: dict) -> str:
-    """Models differing only in the warm-up length build the same modules."""
+    """Models differing only in the warm-up length or in RML's stage-2
+    checkpoint (read in init_weights) build the same modules."""
     model_cfg = dict(model_cfg)
     model_cfg.pop('unsup_start_iter', None)
+    model_cfg.pop('stage2_init', None)
     return json.dumps(model_cfg, sort_keys=True, default=str)
 
 

@@ -92,8 +92,8 @@ def assert_is_split_of(pool, labeled, unlabeled):
 
 
 @pytest.mark.parametrize('text, expected', [
-    ('1/8', Fraction(1, 8)), ('0.125', Fraction(1, 8)), (' 1/16 ',
-                                                          Fraction(1, 16)),
+    ('1/8', Fraction(1, 8)), ('0.125', Fraction(1, 8)),
+    (' 1/16 ', Fraction(1, 16)),
     ('1', Fraction(1)), ('2/4', Fraction(1, 2))
 ])
 def test_parse_fraction_accepts_ratios_and_decimals(text, expected):

@@ -223,6 +223,28 @@ def test_pseudo_label_cross_entropy_by_hand():
     assert loss.item() == pytest.approx(math.log(2))
 
 
+def test_class_weighted_pseudo_label_cross_entropy_by_hand():
+    # The pixels of test_pseudo_label_cross_entropy_by_hand with class
+    # weights (1, 3): sum w * CE = ln 2 + 3 ln 4 = 7 ln 2, mean weight of
+    # the 2 labeled pixels = 2, so L_u = 7 ln 2 / 2 / 3 pixels.
+    logits = torch.tensor([[0.0, math.log(3), 5.0],
+                           [0.0, 0.0, -5.0]]).view(1, 2, 1, 3)
+    labels = torch.tensor([[[0, 1, IGNORE]]])
+    weight = torch.tensor([1.0, 3.0])
+    loss = pseudo_label_cross_entropy(logits, labels, class_weight=weight)
+    assert loss.item() == pytest.approx(7 * math.log(2) / 2 / 3)
+    # Equal weights change nothing; an all-ignored batch gives 0, not NaN.
+    assert pseudo_label_cross_entropy(
+        logits, labels, class_weight=torch.tensor([2.0, 2.0])).item() == \
+        pytest.approx(math.log(2))
+    all_ignored = torch.full_like(labels, IGNORE)
+    assert pseudo_label_cross_entropy(
+        logits, all_ignored, class_weight=weight).item() == 0.0
+    with pytest.raises(ValueError, match='class_weight'):
+        pseudo_label_cross_entropy(
+            logits, labels, class_weight=torch.ones(3))
+
+
 def test_weighted_loss_is_eta_times_mean_reliable_ce():
     generator = torch.Generator().manual_seed(1)
     logits = torch.randn(2, 4, 3, 3, generator=generator)

@@ -12,8 +12,16 @@ model = dict(
     # Different noise decorrelates the students (their heads also start
     # from different random draws): student 1 has RML's noise (survival
     # 0.8 at the last block, dropout 0.5), student 2 a milder one.
-    segmentor1=dict(backbone=dict(drop_path_rate=0.2)),
-    segmentor2=dict(backbone=dict(drop_path_rate=0.1)),
+    segmentor1=dict(
+        backbone=dict(drop_path_rate=0.2),
+        decode_head=dict(
+            loss_decode=dict(class_weight={{_base_.class_weight_1_8}}))),
+    segmentor2=dict(
+        backbone=dict(drop_path_rate=0.1),
+        decode_head=dict(
+            loss_decode=dict(class_weight={{_base_.class_weight_1_8}}))),
+    # The supervised baseline's class weights, on the pseudo-labels too.
+    unsup_class_weight={{_base_.class_weight_1_8}},
     student1_noise=dict(dropout=0.5),
     student2_noise=dict(dropout=0.3),
     # 1k iterations are too few for the paper-scale momentum 0.9999: the

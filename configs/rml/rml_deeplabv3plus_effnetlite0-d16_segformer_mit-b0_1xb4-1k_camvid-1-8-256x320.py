@@ -3,45 +3,20 @@
 # (a small Transformer, trained from scratch: mmseg's MiT weights are not
 # available offline). Different architectures couple less than two copies
 # of one network. Stage 1.
-_base_ = ['./rml_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py']
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-segformer_mit_b0 = dict(
-    type='EncoderDecoder',
-    # One preprocessor normalises every batch for both students, so the
-    # SegFormer uses EfficientNet-Lite's (x - 127) / 128; without
-    # pretrained weights no other statistics are expected.
-    data_preprocessor={{_base_.data_preprocessor}},
-    backbone=dict(
-        type='MixVisionTransformer',
-        in_channels=3,
-        embed_dims=32,
-        num_stages=4,
-        num_layers=[2, 2, 2, 2],
-        num_heads=[1, 2, 5, 8],
-        patch_sizes=[7, 3, 3, 3],
-        sr_ratios=[8, 4, 2, 1],
-        out_indices=(0, 1, 2, 3),
-        mlp_ratio=4,
-        qkv_bias=True,
-        drop_rate=0.0,
-        attn_drop_rate=0.0,
-        # RML's stochastic depth (survival 0.8 at the last block).
-        drop_path_rate=0.2),
+# Student 2's drop_path_rate is the MiT-B0 base's 0.1, the milder noise
+# the homogeneous config gives its student 2.
+_base_ = [
+    './rml_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py',
+    '../_base_/models/segformer_mit-b0_camvid.py'
+]
+# The split's class weights, as on the DeepLabV3+ student.
+segformer_mit_b0_weighted = dict(
+    _base_.segformer_mit_b0,
     decode_head=dict(
-        type='SegformerHead',
-        in_channels=[32, 64, 160, 256],
-        in_index=[0, 1, 2, 3],
-        # 128 rather than SegFormer's 256, sized for CPU training like the
-        # DeepLabV3+ student's 128-channel decoder.
-        channels=128,
-        dropout_ratio=0.1,
-        num_classes=11,
-        norm_cfg=norm_cfg,
-        align_corners=False,
+        _base_.segformer_mit_b0.decode_head,
         loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
+            _base_.segformer_mit_b0.decode_head.loss_decode,
+            class_weight=_base_.class_weight_1_8)))
 model = dict(
-    segmentor2=dict(_delete_=True, **segformer_mit_b0),
+    segmentor2=dict(_delete_=True, **segformer_mit_b0_weighted),
     student2_noise=dict(dropout=0.5, drop_path=0.0))

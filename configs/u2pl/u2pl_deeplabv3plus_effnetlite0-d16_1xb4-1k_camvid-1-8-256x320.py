@@ -26,3 +26,8 @@ model = dict(
         high_rank=20,
         queue_size=30000,
         loss_weight=0.1))
+# The representation head gets no gradient during the supervised-only
+# warm-up (unsup_start_iter), which DDP refuses at the next step unless it
+# looks for unused parameters (it then leaves their gradients None, as a
+# single process does).
+find_unused_parameters = True

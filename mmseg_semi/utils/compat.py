@@ -14,6 +14,11 @@ variables:
   replaced by ``importlib.metadata`` versions.
 * mmengine's PyTorch launcher calls ``torch.cuda.set_device`` even when the
   process group uses gloo on a CPU-only machine; the call is skipped there.
+* mmseg 1.2.2's ``cross_entropy`` with ``class_weight`` indexes the weights
+  with every label, ignore index included, so any 255 pixel raises
+  IndexError (and it loops in Python over the batch). Its normaliser is
+  computed here instead, vectorised: the sum of the class weights of the
+  non-ignored pixels, PyTorch's weighted mean.
 """
 import contextlib
 import functools
@@ -120,6 +125,40 @@ def _patch_cpu_launcher():
     dist_utils._init_dist_pytorch = init_dist_pytorch
 
 
+def class_weighted_avg_factor(label: torch.Tensor,
+                              class_weight: torch.Tensor,
+                              ignore_index: int) -> torch.Tensor:
+    """Sum of ``class_weight[label]`` over the pixels not ignored."""
+    valid = label != ignore_index
+    safe_label = torch.where(valid, label, torch.zeros_like(label))
+    return (class_weight[safe_label] * valid).sum()
+
+
+def _patch_class_weighted_cross_entropy():
+    import mmseg.models.losses as losses_package
+    import mmseg.models.losses.cross_entropy_loss as ce_module
+    original = ce_module.cross_entropy
+
+    @functools.wraps(original)
+    def cross_entropy(pred,
+                      label,
+                      weight=None,
+                      class_weight=None,
+                      reduction='mean',
+                      avg_factor=None,
+                      ignore_index=-100,
+                      avg_non_ignore=False):
+        if class_weight is not None and avg_factor is None \
+                and reduction == 'mean':
+            avg_factor = class_weighted_avg_factor(label, class_weight,
+                                                   ignore_index)
+        return original(pred, label, weight, class_weight, reduction,
+                        avg_factor, ignore_index, avg_non_ignore)
+
+    ce_module.cross_entropy = cross_entropy
+    losses_package.cross_entropy = cross_entropy
+
+
 def apply_compat_patches() -> None:
     """Apply every patch once; safe to call repeatedly."""
     global _APPLIED
@@ -128,4 +167,5 @@ def apply_compat_patches() -> None:
     _patch_checkpoint_loaders()
     _patch_package_lookup()
     _patch_cpu_launcher()
+    _patch_class_weighted_cross_entropy()
     _APPLIED = True

@@ -10,6 +10,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 #: Normalisation layers that only run on GPUs, and their CPU replacement.
 GPU_ONLY_NORMS = {'SyncBN': 'BN', 'MMSyncBN': 'BN'}
+#: Config types of mmcv ops compiled for CUDA only (no CPU kernel in mmcv
+#: 2.1: they fail mid-forward with "implementation for device cpu not
+#: found"), and what they are.
+GPU_ONLY_OPS = {
+    'carafe': 'mmcv CARAFE upsampling',
+    'CARAFE': 'mmcv CARAFE upsampling',
+    'CARAFEPack': 'mmcv CARAFE upsampling',
+}
 
 
 def replace_norm_types(node: Any, mapping: dict) -> int:
@@ -46,6 +54,14 @@ def adapt_config_to_device(cfg: Config) -> Config:
     if dist_cfg.get('backend', 'nccl') == 'nccl':
         cfg.merge_from_dict({'env_cfg.dist_cfg.backend': 'gloo'})
     use_cpu_ddp(cfg)
+    use_cpu_amp(cfg)
+    gpu_only = find_types(cfg.get('model'), GPU_ONLY_OPS, 'model')
+    if gpu_only:
+        key, op = gpu_only[0]
+        raise ValueError(
+            f'{key}={op!r} is a GPU-only op ({GPU_ONLY_OPS[op]}) and there '
+            'is no GPU; replace it (e.g. bilinear upsampling) or train on a '
+            f'GPU ({len(gpu_only)} such key(s) in the config)')
     changed = replace_norm_types(cfg.get('model'), GPU_ONLY_NORMS)
     if changed:
         print_log(
@@ -72,3 +88,39 @@ def use_cpu_ddp(cfg: Config) -> None:
     if isinstance(wrapper_type, type) and issubclass(
             wrapper_type, DistributedDataParallel):
         wrapper.setdefault('device_ids', None)
+
+
+def find_types(node: Any, types: dict, path: str) -> list:
+    """``(key path, type)`` of every config dict whose type is in
+    ``types``, e.g. ``('model.decode_head.upsample_cfg.type', 'carafe')``."""
+    found = []
+    if isinstance(node, dict):
+        if node.get('type') in types:
+            found.append((f'{path}.type', node['type']))
+        for key, value in node.items():
+            found += find_types(value, types, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            found += find_types(value, types, f'{path}[{index}]')
+    return found
+
+
+def use_cpu_amp(cfg: Config) -> None:
+    """mmengine's ``AmpOptimWrapper`` (``--amp``) refuses CPUs: use
+    ``AnyDeviceAmpOptimWrapper``, which autocasts to bfloat16 on CPU and
+    raises, naming ``optim_wrapper.dtype``, for GPU-only float16."""
+    wrapper = cfg.get('optim_wrapper')
+    if not wrapper or wrapper.get('type') not in ('AmpOptimWrapper',
+                                                  'mmengine.AmpOptimWrapper'):
+        return
+    # Imported here: mmseg_semi.utils loads before the compat patches and
+    # the engine package.
+    from mmseg_semi.engine.optimizers.any_device_amp_optim_wrapper import \
+        cpu_autocast_dtype
+    cpu_autocast_dtype(wrapper.get('dtype'))  # float16: clear error here
+    wrapper.type = 'AnyDeviceAmpOptimWrapper'
+    print_log(
+        'No GPU: AmpOptimWrapper replaced by AnyDeviceAmpOptimWrapper '
+        '(bfloat16 autocast on CPU)',
+        logger='current',
+        level=logging.WARNING)

@@ -8,7 +8,7 @@ with peak RSS (CPU) or peak allocated CUDA memory, as a markdown table.
 
 Example (U2PL vs mean teacher on CamVid, same machine):
     python tools/benchmark/bench_iteration_time.py \\
-        configs/mean_teacher/mean-teacher_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py \\
+        configs/mean_teacher/mean-teacher_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py \\  # noqa: E501
         configs/u2pl/u2pl_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py
 """
 import argparse
@@ -28,7 +28,8 @@ def parse_args(argv=None):
     parser.add_argument('configs', nargs='+')
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument('--single', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--single', action='store_true', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -105,7 +106,8 @@ def main(argv=None):
     base = results[0]['median_s']
     for r in results:
         memory = (f"{r['peak_cuda_mib']:.0f} MiB CUDA"
-                  if 'peak_cuda_mib' in r else f"{r['peak_rss_mib']:.0f} MiB RSS")
+                  if 'peak_cuda_mib' in r else
+                  f"{r['peak_rss_mib']:.0f} MiB RSS")
         print(f"| {os.path.basename(r['config'])} | {r['median_s']:.3f} | "
               f"{r['mean_s']:.3f} | {100 * (r['median_s'] / base - 1):+.1f}% "
               f'| {memory} |')

@@ -22,9 +22,12 @@ class_weight_1_4 = [
     6.8336, 6.6485
 ]
 crop_size = (256, 320)
+# LoadCheckedAnnotations: mmseg's LoadAnnotations plus clear errors for an
+# undecodable mask, a mask of another size than its image, or label values
+# that are neither a class (0-10) nor the ignore index.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='LoadCheckedAnnotations', num_classes=11),
     dict(
         type='RandomResize',
         scale=(480, 360),
@@ -37,7 +40,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(480, 360), keep_ratio=True),
-    dict(type='LoadAnnotations'),
+    dict(type='LoadCheckedAnnotations', num_classes=11),
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(

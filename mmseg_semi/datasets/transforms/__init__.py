@@ -1,5 +1,6 @@
 """Data transforms for semi-supervised segmentation pipelines."""
 from .base_photometric import BasePhotometricTransform
+from .load_checked_annotations import LoadCheckedAnnotations
 from .multi_branch import MultiBranch
 from .rand_augment_photometric import PHOTOMETRIC_OPS, RandAugmentPhotometric
 from .random_color_jitter import RandomColorJitter
@@ -7,7 +8,7 @@ from .random_gaussian_blur import RandomGaussianBlur
 from .random_grayscale import RandomGrayscale
 
 __all__ = [
-    'BasePhotometricTransform', 'MultiBranch', 'PHOTOMETRIC_OPS',
-    'RandAugmentPhotometric', 'RandomColorJitter', 'RandomGaussianBlur',
-    'RandomGrayscale'
+    'BasePhotometricTransform', 'LoadCheckedAnnotations', 'MultiBranch',
+    'PHOTOMETRIC_OPS', 'RandAugmentPhotometric', 'RandomColorJitter',
+    'RandomGaussianBlur', 'RandomGrayscale'
 ]

@@ -7,6 +7,7 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 from mmseg.registry import HOOKS
+from ..optimizers.finite_loss_guard import SKIPPED_ITER_INFO_KEY
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
@@ -76,6 +77,8 @@ class EMATeacherHook(Hook):
     After every optimiser step, for every (teacher, student) pair the model
     reports through ``teacher_student_pairs()`` (one for mean teacher / U2PL,
     two for RML): ``teacher = decay * teacher + (1 - decay) * student``.
+    This is the mean teacher of Tarvainen & Valpola (NeurIPS 2017), which
+    U2PL and RML use for their teachers.
 
     During the model's supervised-only warm-up (``model.unsup_start_iter``)
     the teacher is a copy of the student (decay 0); after it, the ``k``-th
@@ -140,6 +143,8 @@ class EMATeacherHook(Hook):
                          outputs: Optional[dict] = None) -> None:
         if (runner.iter + 1) % self.interval != 0:
             return
+        if runner.message_hub.get_info(SKIPPED_ITER_INFO_KEY) == runner.iter:
+            return  # FiniteLossOptimWrapper skipped this step: no update
         model = self._semi_model(runner)
         decay = self.current_decay(runner.iter,
                                    getattr(model, 'unsup_start_iter', 0))

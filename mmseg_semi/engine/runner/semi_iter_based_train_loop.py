@@ -65,8 +65,9 @@ class SemiIterBasedTrainLoop(IterBasedTrainLoop):
                 seed=runner.seed,
                 diff_rank_seed=diff_rank_seed)
         if len(unlabeled_dataloader.dataset) == 0:
+            split = getattr(unlabeled_dataloader.dataset, 'ann_file', None)
             raise ValueError('train_cfg.unlabeled_dataloader: the unlabeled '
-                             'dataset is empty')
+                             f'dataset is empty (ann_file={split!r})')
         self.unlabeled_dataloader = unlabeled_dataloader
         self.unlabeled_iterator = _InfiniteDataloaderIterator(
             unlabeled_dataloader)

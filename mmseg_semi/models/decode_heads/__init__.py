@@ -1,3 +1,4 @@
+from .deeplabv2_head import DeepLabV2Head
 from .representation_head import RepresentationHead
 
-__all__ = ['RepresentationHead']
+__all__ = ['DeepLabV2Head', 'RepresentationHead']

@@ -12,16 +12,19 @@ from torch import Tensor, nn
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from ..pseudo_labelers import PseudoLabels
-from ..utils import cutmix_batch, pseudo_label_cross_entropy
+from ..utils import pseudo_label_cross_entropy
 from ..utils.model_noise import apply_model_noise
 from ..utils.teacher_agreement import (argmax_agreement,
                                        mean_probability_logits,
                                        total_variation_distance)
+from .contrastive_step import (build_rep_heads, check_contrastive_pair,
+                               mix_with_box_mask, u2pl_contrastive_term)
 from .mean_teacher_segmentor import pseudo_label_stats
 from .semi_base_segmentor import (SemiBaseSegmentor,
                                   check_class_weight_length, forward_logits,
                                   freeze,
                                   prefixed_losses, rectified_pseudo_labels,
+                                  segmentor_loss_with_features,
                                   valid_pixel_mask)
 
 #: ``predict_on`` value that averages the two teachers' softmax.
@@ -74,6 +77,16 @@ class DualStudentSegmentor(SemiBaseSegmentor):
     ``unsup_teacher_tv_distance`` (total variation distance between their
     raw softmax outputs, the paper's coupling measure of Fig. 2).
 
+    With ``rep_head`` and ``contrastive_loss`` each student also carries
+    U2PL's contrastive head (U2PL Sec. 3.3, Eq. 4, 9-16): its own
+    representation head ``student<i>_rep_head`` with an EMA copy
+    ``teacher<i>_rep_head``, and its own loss ``contrastive_loss<i>`` with
+    its own memory bank, fed by teacher ``i`` only (its representations,
+    probabilities, pseudo-labels and unreliable pixels). It is logged as
+    ``unsup<i>_loss_contrast``. Unreliable pixels are those the labeler
+    does not select, so RML's default labeler (threshold 0 selects every
+    pixel) leaves no Eq. 15 negatives: use an entropy labeler with it.
+
     Prediction (``predict_on``) uses ``teacher1``, ``student1``,
     ``teacher2``, ``student2`` or ``ensemble`` (the average of the two
     teachers' softmax); :class:`TeacherStudentValLoop` reports all five.
@@ -97,6 +110,13 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         pseudo_labeler: Pseudo-labeler config, see above.
         cutmix: ``dict(prob=..., area_ratio_range=...,
             aspect_ratio_range=...)`` for :func:`cutmix_batch`, or None.
+        rep_head: Optional ``RepresentationHead`` config, built once per
+            student; ``in_channels`` defaults to that student's classifier
+            input channels (so heterogeneous students need no per-student
+            config).
+        contrastive_loss: Optional ``U2PLContrastiveLoss`` config, built
+            once per student; ``num_classes`` defaults to the students'.
+            Given with ``rep_head`` or not at all.
         sup_weight: Weight of both students' supervised losses.
         unsup1_own_weight: Weight of student 1's loss on teacher 1's labels.
         unsup1_peer_weight: Weight of student 1's loss on teacher 2's labels.
@@ -132,6 +152,8 @@ class DualStudentSegmentor(SemiBaseSegmentor):
                  pseudo_labeler: dict = dict(
                      type='ConfidencePseudoLabeler', threshold=0.0),
                  cutmix: Optional[dict] = dict(prob=1.0),
+                 rep_head: Optional[dict] = None,
+                 contrastive_loss: Optional[dict] = None,
                  sup_weight: float = 1.0,
                  unsup1_own_weight: float = 1.0,
                  unsup1_peer_weight: float = 1.0,
@@ -167,6 +189,20 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         self.rectifier2 = build_rectifier(rectifier, self.teacher2,
                                           ignore_index)
         self.cutmix = dict(cutmix) if cutmix is not None else None
+        self.with_contrastive = check_contrastive_pair(
+            rep_head, contrastive_loss)
+        for index, student in ((1, self.student1), (2, self.student2)):
+            teacher_rep_head, student_rep_head, loss = (None, None, None)
+            if self.with_contrastive:
+                teacher_rep_head, student_rep_head = build_rep_heads(
+                    student_rep_head_cfg(rep_head, student, index), student)
+                loss = MODELS.build(
+                    dict(contrastive_loss,
+                         num_classes=contrastive_loss.get(
+                             'num_classes', student.num_classes)))
+            setattr(self, f'teacher{index}_rep_head', teacher_rep_head)
+            setattr(self, f'student{index}_rep_head', student_rep_head)
+            setattr(self, f'contrastive_loss{index}', loss)
         self.sup_weight = check_loss_weight('sup_weight', sup_weight)
         self.unsup_weights = dict(
             own1=check_loss_weight('unsup1_own_weight', unsup1_own_weight),
@@ -184,6 +220,21 @@ class DualStudentSegmentor(SemiBaseSegmentor):
     def rectifiers(self) -> List[Optional[nn.Module]]:
         return [getattr(self, name) for name in self.rectifier_names]
 
+    def teacher_student_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+        """The segmentor pairs, then the representation-head pairs (so the
+        EMA hook averages the heads and ``train()`` keeps them in eval)."""
+        pairs = super().teacher_student_pairs()
+        if self.with_contrastive:
+            pairs += [(self.teacher1_rep_head, self.student1_rep_head),
+                      (self.teacher2_rep_head, self.student2_rep_head)]
+        return pairs
+
+    def segmentor_teachers(self) -> List[nn.Module]:
+        """``teacher1`` and ``teacher2``, the networks that label and
+        predict (not their representation heads)."""
+        return [getattr(self, teacher)
+                for teacher, _ in self.teacher_student_names]
+
     def predict_choices(self) -> List[str]:
         return self.segmentor_names + [ENSEMBLE]
 
@@ -198,9 +249,17 @@ class DualStudentSegmentor(SemiBaseSegmentor):
     def loss(self, inputs: Dict[str, Tensor],
              data_samples: Dict[str, SampleList]) -> dict:
         losses = {}
+        student_feats_l = []
         for index, student in ((1, self.student1), (2, self.student2)):
-            student_losses = student.loss(inputs['labeled'],
-                                          data_samples['labeled'])
+            if self.with_contrastive:
+                # One forward gives the loss and the decoder feature that
+                # the representation head runs on.
+                student_losses, _, feat_l = segmentor_loss_with_features(
+                    student, inputs['labeled'], data_samples['labeled'])
+                student_feats_l.append(feat_l)
+            else:
+                student_losses = student.loss(inputs['labeled'],
+                                              data_samples['labeled'])
             losses.update(
                 prefixed_losses(student_losses, f'sup{index}_',
                                 self.sup_weight))
@@ -210,14 +269,23 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         weak = inputs['weak']
         valid = valid_pixel_mask(data_samples['weak'], *weak.shape[2:],
                                  weak.device)
-        (raw1, pseudo1), (raw2, pseudo2) = [
-            self.teacher_pseudo_labels(teacher, rectifier, weak, valid)
-            for teacher, rectifier in zip(self.teachers(), self.rectifiers())
+        (raw1, pseudo1, teacher_feat1), (raw2, pseudo2, teacher_feat2) = [
+            self.teacher_pseudo_labels(teacher, rectifier, weak, valid,
+                                       self.with_contrastive)
+            for teacher, rectifier in zip(self.segmentor_teachers(),
+                                          self.rectifiers())
         ]
-        strong, labels1, labels2 = self.mix_strong_view(
-            inputs['strong'], pseudo1.labels, pseudo2.labels)
-        logits1, _ = forward_logits(self.student1, strong)
-        logits2, _ = forward_logits(self.student2, strong)
+        pixel_maps = [pseudo1.labels, pseudo2.labels]
+        if self.with_contrastive:
+            pixel_maps += [pseudo1.unreliable, pseudo2.unreliable,
+                           pseudo1.probs, pseudo2.probs]
+        strong, pixel_maps, cutmix_mask = mix_with_box_mask(
+            self.cutmix, inputs['strong'], *pixel_maps)
+        labels1, labels2 = pixel_maps[:2]
+        logits1, student_feat1 = forward_logits(
+            self.student1, strong, with_features=self.with_contrastive)
+        logits2, student_feat2 = forward_logits(
+            self.student2, strong, with_features=self.with_contrastive)
         ignore_index = self.pseudo_labeler.ignore_index
         weights = self.unsup_weights
         losses.update(
@@ -242,12 +310,37 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             pseudo1.probs, pseudo2.probs, valid)
         losses['unsup_teacher_tv_distance'] = total_variation_distance(
             raw1, raw2, valid)
+        if self.with_contrastive:
+            # Student i's contrastive term sees teacher i only: its
+            # representations, probabilities and (un)reliable pixels.
+            _, _, unreliable1, unreliable2, probs1, probs2 = pixel_maps
+            per_student = (
+                (1, student_feat1, teacher_feat1, labels1, unreliable1,
+                 probs1),
+                (2, student_feat2, teacher_feat2, labels2, unreliable2,
+                 probs2))
+            for index, feat_u, teacher_feat_u, labels, unreliable, probs \
+                    in per_student:
+                loss = getattr(self, f'contrastive_loss{index}')
+                losses[f'unsup{index}_{loss.loss_name}'] = \
+                    u2pl_contrastive_term(
+                        loss, getattr(self, f'student{index}_rep_head'),
+                        getattr(self, f'teacher{index}_rep_head'),
+                        getattr(self, f'teacher{index}'), inputs['labeled'],
+                        data_samples['labeled'], student_feats_l[index - 1],
+                        feat_u, teacher_feat_u, labels, unreliable, probs,
+                        cutmix_mask)
         return losses
 
     @torch.no_grad()
     def teacher_pseudo_labels(
-            self, teacher: nn.Module, rectifier: Optional[nn.Module],
-            weak: Tensor, valid: Tensor) -> Tuple[Tensor, PseudoLabels]:
+            self,
+            teacher: nn.Module,
+            rectifier: Optional[nn.Module],
+            weak: Tensor,
+            valid: Tensor,
+            with_features: bool = False
+    ) -> Tuple[Tensor, PseudoLabels, Optional[Tensor]]:
         """One teacher's raw softmax and its rectified pseudo-labels.
 
         The rectifier judges the batch with prototypes from earlier batches
@@ -255,26 +348,26 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         prototypes never vote on the labels they produce.
 
         Returns:
-            ``(probs, pseudo)``: float32 (B, C, H, W) raw softmax, and the
-            labeler's :class:`PseudoLabels` of the rectified probabilities,
-            with ``rectified_ratio`` (fraction of valid pixels whose arg-max
-            the rectifier changed) set when there is a rectifier.
+            ``(probs, pseudo, feats)``: float32 (B, C, H, W) raw softmax;
+            the labeler's :class:`PseudoLabels` of the rectified
+            probabilities, with ``rectified_ratio`` (fraction of valid
+            pixels whose arg-max the rectifier changed) set when there is a
+            rectifier; the teacher's decoder feature when there is a
+            rectifier or ``with_features``, else None.
         """
-        logits, feats = forward_logits(
-            teacher, weak, with_features=rectifier is not None)
+        need_features = with_features or rectifier is not None
+        logits, feats = forward_logits(teacher, weak, need_features)
         probs = logits.float().softmax(dim=1)
         return probs, rectified_pseudo_labels(self.pseudo_labeler, rectifier,
                                               probs, feats, valid,
-                                              self.progress)
+                                              self.progress), feats
 
     def mix_strong_view(self, strong: Tensor, labels1: Tensor,
                         labels2: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """CutMix the strong view and both teachers' labels with one set of
         boxes, so both students see one mixed image and aligned labels."""
-        if self.cutmix is None:
-            return strong, labels1, labels2
-        strong, (labels1, labels2), _, _ = cutmix_batch(
-            strong, labels1, labels2, **self.cutmix)
+        strong, (labels1, labels2), _ = mix_with_box_mask(
+            self.cutmix, strong, labels1, labels2)
         return strong, labels1, labels2
 
     # ----------------------------------------------------------- prediction
@@ -303,7 +396,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         """
         batch_img_metas = img_metas_for_inference(inputs, data_samples)
         probs = []
-        for teacher in self.teachers():
+        for teacher in self.segmentor_teachers():
             logits = teacher.inference(inputs, batch_img_metas)
             probs.append(logits.float().softmax(dim=1))
         if probs[0].shape != probs[1].shape:
@@ -320,7 +413,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         softmax at input resolution, (B, C, H, W)."""
         probs = [
             forward_logits(teacher, inputs)[0].float().softmax(dim=1)
-            for teacher in self.teachers()
+            for teacher in self.segmentor_teachers()
         ]
         return mean_probability_logits(probs)
 
@@ -424,13 +517,34 @@ def list_if_sequence(value):
 
 def classifier_in_channels(decode_head: nn.Module) -> int:
     """Channels of the decoder feature entering ``conv_seg`` (what
-    :func:`forward_logits` captures), the prototypes' dimension."""
+    :func:`forward_logits` captures), the prototypes' dimension.
+
+    ``conv_seg`` is mmseg's 1x1 Conv2d or any classifier module with an int
+    ``in_channels`` (e.g. DeepLabV2Head's summed atrous convolutions).
+    """
     conv_seg = getattr(decode_head, 'conv_seg', None)
-    if not isinstance(conv_seg, nn.Conv2d):
+    in_channels = getattr(conv_seg, 'in_channels', None)
+    if not isinstance(conv_seg, nn.Module) or isinstance(
+            in_channels, bool) or not isinstance(in_channels, int):
         raise TypeError(
-            f'{type(decode_head).__name__} has no Conv2d conv_seg; the '
-            'prototype rectifier cannot read its feature channels')
-    return conv_seg.in_channels
+            f'{type(decode_head).__name__} has no conv_seg with an int '
+            '`in_channels`; the prototype rectifier cannot read its '
+            'feature channels')
+    return in_channels
+
+
+def student_rep_head_cfg(cfg: dict, student: nn.Module, index: int) -> dict:
+    """``rep_head`` for one student: ``in_channels`` defaults to the
+    channels of that student's classifier input, and must match them."""
+    channels = classifier_in_channels(student.decode_head)
+    cfg = dict(cfg)
+    cfg.setdefault('in_channels', channels)
+    if cfg['in_channels'] != channels:
+        raise ValueError(
+            f"rep_head in_channels={cfg['in_channels']!r} does not match "
+            f'student{index}, whose decoder feature has {channels} channels; '
+            'leave in_channels out to read it from each student')
+    return cfg
 
 
 def build_rectifier(cfg: Optional[dict], teacher: nn.Module,

@@ -1,21 +1,19 @@
-import copy
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from ..pseudo_labelers import PseudoLabels
-from ..utils import cutmix_batch, pseudo_label_cross_entropy
-from ..utils.cutmix import boxes_to_mask, paste_from
+from ..utils import pseudo_label_cross_entropy
+from .contrastive_step import (build_rep_heads, check_contrastive_pair,
+                               mix_with_box_mask, u2pl_contrastive_term)
 from .semi_base_segmentor import (SemiBaseSegmentor, check_class_weight_length,
-                                  classifier_input_module,
-                                  forward_logits, freeze, prefixed_losses,
+                                  forward_logits, prefixed_losses,
                                   rectified_pseudo_labels,
                                   segmentor_loss_with_features,
-                                  stack_gt_labels, valid_pixel_mask)
+                                  valid_pixel_mask)
 
 
 @MODELS.register_module()
@@ -50,8 +48,9 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         segmentor: Config of any mmseg ``EncoderDecoder``-style segmentor,
             used for the student; the teacher is a copy.
         pseudo_labeler: Config of a pseudo-labeler (entropy by default).
-        cutmix: ``dict(prob=..., area_ratio_range=..., aspect_ratio_range=...)``
-            for batch CutMix of the strong view, or None to disable.
+        cutmix: ``dict(prob=..., area_ratio_range=...,
+            aspect_ratio_range=...)`` for batch CutMix of the strong view, or
+            None to disable.
         rectifier: Optional ``PrototypeRectifier`` config applied to the
             teacher's softmax before pseudo-labelling.
         rep_head: Optional ``RepresentationHead`` config (U2PL).
@@ -89,10 +88,7 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             unsup_start_iter=unsup_start_iter,
             predict_on=predict_on,
             init_cfg=init_cfg)
-        if (rep_head is None) != (contrastive_loss is None):
-            raise ValueError(
-                'rep_head and contrastive_loss go together (U2PL): got '
-                f'rep_head={rep_head!r}, contrastive_loss={contrastive_loss!r}')
+        with_contrastive = check_contrastive_pair(rep_head, contrastive_loss)
         self.teacher, self.student = self.build_teacher_student(segmentor)
         self.pseudo_labeler = MODELS.build(pseudo_labeler)
         self.rectifier = MODELS.build(rectifier) if rectifier else None
@@ -102,13 +98,9 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         self.register_unsup_class_weight(unsup_class_weight)
         check_class_weight_length(self.unsup_class_weight, self.student,
                                   'unsup_class_weight')
-        if rep_head is not None:
-            # Fail at build time, not at the first step, when the head
-            # exposes no classifier input to attach the representation to.
-            classifier_input_module(self.student.decode_head)
-            self.student_rep_head = MODELS.build(rep_head)
-            self.teacher_rep_head = freeze(
-                copy.deepcopy(self.student_rep_head))
+        if with_contrastive:
+            self.teacher_rep_head, self.student_rep_head = build_rep_heads(
+                rep_head, self.student)
             self.contrastive_loss = MODELS.build(contrastive_loss)
         else:
             self.student_rep_head = self.teacher_rep_head = None
@@ -156,40 +148,12 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         logits_u, student_feat_u = forward_logits(
             self.student, strong, with_features=True)
         losses.update(self.unsupervised_loss(logits_u, labels, pseudo))
-
-        with torch.no_grad():
-            logits_l, teacher_feat_l = forward_logits(
-                self.teacher, inputs['labeled'], with_features=True)
-            probs_l = logits_l.float().softmax(dim=1)
-            teacher_rep_l = self.teacher_rep_head(teacher_feat_l)
-            teacher_rep_u = self.teacher_rep_head(teacher_feat_u)
-            if mask is not None:
-                # The teacher saw the weak view: move its representations
-                # with the same CutMix boxes, at representation resolution.
-                teacher_rep_u = paste_from(
-                    teacher_rep_u, mask[1],
-                    resize_mask(mask[0], teacher_rep_u.shape[2:]))
-        if student_feat_l.shape[2:] != student_feat_u.shape[2:]:
-            raise ValueError(
-                'U2PL needs labeled and unlabeled crops of one size: decoder '
-                f'features are {tuple(student_feat_l.shape[2:])} (labeled) '
-                f'and {tuple(student_feat_u.shape[2:])} (unlabeled)')
-        student_rep = self.student_rep_head(
-            torch.cat([student_feat_l, student_feat_u]))
-        teacher_rep = torch.cat([teacher_rep_l, teacher_rep_u])
-        gt_labels = stack_gt_labels(data_samples['labeled'])
-        num_l, num_u = gt_labels.shape[0], labels.shape[0]
-        device = labels.device
         losses[f'unsup_{self.contrastive_loss.loss_name}'] = \
-            self.contrastive_loss(
-                student_reps=student_rep,
-                teacher_reps=teacher_rep,
-                labels=torch.cat([gt_labels, labels]),
-                teacher_probs=torch.cat([probs_l, probs_u]),
-                unreliable=torch.cat([
-                    torch.zeros_like(gt_labels, dtype=torch.bool), unreliable
-                ]),
-                is_labeled=torch.arange(num_l + num_u, device=device) < num_l)
+            u2pl_contrastive_term(
+                self.contrastive_loss, self.student_rep_head,
+                self.teacher_rep_head, self.teacher, inputs['labeled'],
+                data_samples['labeled'], student_feat_l, student_feat_u,
+                teacher_feat_u, labels, unreliable, probs_u, mask)
         return losses
 
     # ------------------------------------------------------- building blocks
@@ -230,12 +194,7 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         Returns the mixed image, the mixed maps, and ``(box_mask, perm)``
         (None without CutMix) for maps at another resolution.
         """
-        if self.cutmix is None:
-            return strong, pixel_maps, None
-        strong, maps, boxes, perm = cutmix_batch(strong, *pixel_maps,
-                                                 **self.cutmix)
-        mask = boxes_to_mask(boxes, *strong.shape[2:])
-        return strong, maps, (mask, perm)
+        return mix_with_box_mask(self.cutmix, strong, *pixel_maps)
 
     def unsupervised_loss(self, logits: Tensor, labels: Tensor,
                           pseudo: PseudoLabels) -> dict:
@@ -245,14 +204,6 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         losses = dict(unsup_loss_ce=loss * pseudo.weight * self.unsup_weight)
         losses.update(pseudo_label_stats(pseudo, prefix='unsup_'))
         return losses
-
-
-def resize_mask(mask: Tensor, size) -> Tensor:
-    """Nearest resize of a (B, H, W) bool mask."""
-    if tuple(mask.shape[1:]) == tuple(size):
-        return mask
-    return F.interpolate(
-        mask[:, None].float(), size=tuple(size), mode='nearest')[:, 0] > 0.5
 
 
 def pseudo_label_stats(pseudo: PseudoLabels, prefix: str) -> dict:

@@ -240,4 +240,3 @@ def _check_probability(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not 0.0 <= value <= 1.0:
         raise ValueError(f'{name} must be a number in [0, 1], got {value!r}')
-

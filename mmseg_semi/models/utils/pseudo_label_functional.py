@@ -183,10 +183,12 @@ def pseudo_label_cross_entropy(logits: Tensor,
         labels: int64 pseudo-labels (B, H, W); ``ignore_index`` marks pixels
             that do not contribute.
         ignore_index: Label value to skip.
-        class_weight: Optional (C,) weight of each pseudo-label class (as
-            mmseg's ``CrossEntropyLoss(class_weight=...)``): each pixel's
-            cross-entropy is multiplied by the weight of its label, and the
-            normaliser stays the pixel count.
+        class_weight: Optional (C,) weight of each pseudo-label class, as
+            mmseg's ``CrossEntropyLoss(class_weight=...)``: each pixel's
+            cross-entropy is multiplied by the weight of its label and the
+            sum is divided by the mean weight of the labeled pixels, so that
+            times Eq. 8 it is the weighted mean over reliable pixels (the
+            supervised loss's normalisation).
 
     Returns:
         0-dim float32 loss, differentiable w.r.t. ``logits``.
@@ -217,6 +219,13 @@ def pseudo_label_cross_entropy(logits: Tensor,
         weight=None if class_weight is None else class_weight.float(),
         ignore_index=ignore_index,
         reduction='sum')
+    if class_weight is not None:
+        labeled = labels != ignore_index
+        safe = torch.where(labeled, labels, torch.zeros_like(labels))
+        weight_sum = (class_weight.float()[safe] * labeled).sum()
+        # Rescale to mean weight 1 over the labeled pixels; an all-ignored
+        # batch has summed == 0 and stays 0.
+        summed = summed * labeled.sum() / weight_sum.clamp_min(1e-12)
     return summed / labels.numel()
 
 

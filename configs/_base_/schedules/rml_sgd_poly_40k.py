@@ -1,0 +1,35 @@
+# Schedule of the RML paper configs: SGD (momentum 0.9, weight decay 5e-4,
+# DeepLabv2's values), lr 1e-4 with poly decay (power 0.9) to 0 over 40k
+# iterations, for each of the two stages.
+# Assumptions (the paper text could not be checked here): lr 1e-4 poly is
+# the setting recorded in the project's issue; 40k iterations is the usual
+# DeepLabv2 semi-supervised schedule on Cityscapes, used for VOC too.
+# Override with --cfg-options train_cfg.max_iters=... (PolyLR's `end` and
+# the stage-2 checkpoint name follow max_iters only if changed with it).
+max_iters = 40000
+optimizer = dict(type='SGD', lr=0.0001, momentum=0.9, weight_decay=0.0005)
+optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=0,
+        end=max_iters,
+        by_epoch=False)
+]
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=4000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # The last iteration is always saved too: stage 2 starts from
+    # iter_40000.pth.
+    checkpoint=dict(
+        type='CheckpointHook', by_epoch=False, interval=4000,
+        max_keep_ckpts=2),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))

@@ -1,0 +1,43 @@
+# RML (Zhang et al., 2021, arXiv 2106.00609) in the paper's setting,
+# Cityscapes 1/30 (100 labeled + 2,875 unlabeled images), stage 1: two
+# DeepLabv2 ResNet-101 students with model noise (dropout 0.5, stochastic
+# depth), EMA teachers with prototype rectification, mutual pseudo-label
+# losses (Eq. 5), CutMix. Images at 1024x512, 512x256 crops. Batch: 16
+# labeled + 16 unlabeled images per step (4 GPUs x (4 + 4)); SGD lr 1e-4
+# poly, 40k iterations (rml_sgd_poly_40k.py states which settings are
+# assumptions). Stage 2 is ./rml_..._cityscapes-1-30-256x512_stage2.py.
+# The split files come from make_semi_splits.py --fraction 1/30 (see
+# ../_base_/datasets/cityscapes_1024x512_rml_semi.py).
+# The sibling split configs (1/8, 1/4) change only the split.
+_base_ = [
+    '../_base_/models/rml_deeplabv2_r101.py',
+    '../_base_/datasets/cityscapes_1024x512_rml_semi.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/rml_sgd_poly_40k.py'
+]
+crop_size = (256, 512)
+num_classes = 19
+data_preprocessor = dict(size=crop_size)
+segmentor = dict(
+    data_preprocessor=data_preprocessor,
+    decode_head=dict(num_classes=num_classes))
+model = dict(
+    data_preprocessor=data_preprocessor,
+    segmentor1=segmentor,
+    segmentor2=segmentor,
+    # Supervised-only warm-up (an assumption: ImageNet-initialised teachers
+    # label noise at first); the EMA hook copies each student into its
+    # teacher until then.
+    unsup_start_iter=2000)
+split_dir = 'splits/cityscapes/1-30_seed0'
+train_dataloader = dict(dataset=dict(ann_file=split_dir + '/labeled.txt'))
+train_cfg = dict(
+    type='SemiIterBasedTrainLoop',
+    unlabeled_dataloader={{_base_.unlabeled_dataloader}})
+# Reports teacher1/, student1/, teacher2/, student2/ and ensemble/ metrics.
+val_cfg = dict(type='TeacherStudentValLoop')
+# 0.999 rather than the CamVid configs' 0.99: tens of thousands of steps
+# (the mean-teacher value for long schedules).
+custom_hooks = [dict(type='EMATeacherHook', decay=0.999, warmup=True)]
+default_hooks = dict(
+    checkpoint=dict(save_best='teacher1/mIoU', rule='greater'))

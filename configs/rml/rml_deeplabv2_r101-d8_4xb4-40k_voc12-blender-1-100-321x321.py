@@ -1,0 +1,43 @@
+# RML (Zhang et al., 2021, arXiv 2106.00609) in the paper's setting, PASCAL
+# VOC 2012 1/100 of the 10,582 train_aug images (106 labeled + 10,476
+# unlabeled), stage 1: two DeepLabv2 ResNet-101 students with model noise
+# (dropout 0.5, stochastic depth), EMA teachers with prototype
+# rectification, mutual pseudo-label losses (Eq. 5), CutMix. 321x321 crops.
+# Batch: 16 labeled + 16 unlabeled images per step (4 GPUs x (4 + 4)); SGD
+# lr 1e-4 poly, 40k iterations (rml_sgd_poly_40k.py states which settings
+# are assumptions). Stage 2 is ./rml_..._voc12-blender-1-100-321x321_stage2.py.
+# The split files come from make_semi_splits.py --dataset voc-blender
+# --fraction 1/100 (see ../_base_/datasets/voc12_blender_321x321_rml_semi.py).
+# The sibling split configs (1/50, 1/20, 1/8) change only the split.
+_base_ = [
+    '../_base_/models/rml_deeplabv2_r101.py',
+    '../_base_/datasets/voc12_blender_321x321_rml_semi.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/rml_sgd_poly_40k.py'
+]
+crop_size = (321, 321)
+num_classes = 21
+data_preprocessor = dict(size=crop_size)
+segmentor = dict(
+    data_preprocessor=data_preprocessor,
+    decode_head=dict(num_classes=num_classes))
+model = dict(
+    data_preprocessor=data_preprocessor,
+    segmentor1=segmentor,
+    segmentor2=segmentor,
+    # Supervised-only warm-up (an assumption: ImageNet-initialised teachers
+    # label noise at first); the EMA hook copies each student into its
+    # teacher until then.
+    unsup_start_iter=2000)
+split_dir = 'splits/voc-blender/1-100_seed0'
+train_dataloader = dict(dataset=dict(ann_file=split_dir + '/labeled.txt'))
+train_cfg = dict(
+    type='SemiIterBasedTrainLoop',
+    unlabeled_dataloader={{_base_.unlabeled_dataloader}})
+# Reports teacher1/, student1/, teacher2/, student2/ and ensemble/ metrics.
+val_cfg = dict(type='TeacherStudentValLoop')
+# 0.999 rather than the CamVid configs' 0.99: tens of thousands of steps
+# (the mean-teacher value for long schedules).
+custom_hooks = [dict(type='EMATeacherHook', decay=0.999, warmup=True)]
+default_hooks = dict(
+    checkpoint=dict(save_best='teacher1/mIoU', rule='greater'))

@@ -1,0 +1,517 @@
+"""Analysis and benchmark tools: curves, pseudo-label grids, model-zoo
+comparison, CamVid benchmark summary (tools/analysis_tools, tools/benchmark).
+"""
+import importlib.util
+import json
+import math
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from PIL import Image
+
+import mmseg_semi  # noqa: F401
+from helpers import (REPO_ROOT, SPLIT_DIR, camvid_root,  # noqa: F401
+                     single_thread, tiny_mean_teacher_cfg,
+                     tiny_segmentor_cfg)
+from mmseg.registry import MODELS
+
+init_default_scope('mmseg')
+
+
+def load_tool(*parts):
+    path = osp.join(REPO_ROOT, 'tools', *parts)
+    name = osp.splitext(parts[-1])[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+plot_curves = load_tool('analysis_tools', 'plot_curves.py')
+visualize = load_tool('analysis_tools', 'visualize_pseudo_labels.py')
+compare = load_tool('benchmark', 'compare_with_model_zoo.py')
+summarize = load_tool('benchmark', 'summarize_camvid_benchmark.py')
+
+
+# -------------------------------------------------------------- plot_curves
+def write_scalars(path):
+    records = [
+        dict(lr=0.01, loss=2.0, **{'sup_decode.loss_ce': 2.0}, iter=10,
+             step=10),
+        dict(lr=0.009, loss=1.5, **{'sup_decode.loss_ce': 1.0},
+             unsup_loss_ce=0.5, unsup_alpha=0.2, unsup_weight=1.3, iter=20,
+             step=20),
+        {'teacher/mIoU': 30.0, 'student/mIoU': 28.0, 'step': 20},
+        dict(lr=0.008, loss=1.2, **{'sup_decode.loss_ce': 0.8},
+             unsup_loss_ce=0.4, unsup_alpha=0.1, unsup_weight=1.1, iter=30,
+             step=30),
+        {'teacher/mIoU': 35.0, 'student/mIoU': 33.0, 'step': 30},
+    ]
+    with open(path, 'w') as file:
+        file.write('\n'.join(json.dumps(r) for r in records) + '\n')
+
+
+def test_plot_curves_draws_default_keys(tmp_path):
+    scalars = tmp_path / 'scalars.json'
+    write_scalars(scalars)
+    curves = plot_curves.read_curves(str(scalars))
+    # Validation records sit at their training step.
+    assert curves['teacher/mIoU'] == ([20, 30], [30.0, 35.0])
+    assert curves['unsup_alpha'] == ([20, 30], [0.2, 0.1])
+
+    out = tmp_path / 'curves.png'
+    plot_curves.main([str(scalars), '--out', str(out)])
+    assert out.stat().st_size > 0
+    # Panels: mIoU (teacher+student), losses, unsup_alpha, unsup_weight;
+    # lr is not a default key. 8x3 inches per panel at 100 dpi.
+    assert Image.open(out).size == (800, 4 * 300)
+    keys = plot_curves.select_keys(
+        list(curves), plot_curves.DEFAULT_KEYS, 'f', strict=False)
+    assert keys == [
+        'teacher/mIoU', 'student/mIoU', 'loss', 'sup_decode.loss_ce',
+        'unsup_loss_ce', 'unsup_alpha', 'unsup_weight'
+    ]
+
+
+def test_plot_curves_errors_name_file_and_key(tmp_path):
+    scalars = tmp_path / 'scalars.json'
+    write_scalars(scalars)
+    with pytest.raises(KeyError, match=r"scalars.json has no scalar "
+                       r"matching 'unsup_teacher_agreement'.*lr"):
+        plot_curves.main([
+            str(scalars), '--keys', 'loss', 'unsup_teacher_agreement',
+            '--out', str(tmp_path / 'x.png')
+        ])
+    assert not (tmp_path / 'x.png').exists()
+    only_lr = tmp_path / 'lr_only.json'
+    only_lr.write_text(json.dumps(dict(lr=0.1, iter=1, step=1)) + '\n')
+    with pytest.raises(KeyError, match='lr_only.json has none of the keys'):
+        plot_curves.main([str(only_lr)])
+    with pytest.raises(FileNotFoundError, match='missing.json'):
+        plot_curves.main([str(tmp_path / 'missing.json')])
+    with pytest.raises(FileNotFoundError, match='vis_data/scalars.json'):
+        plot_curves.main([str(tmp_path)])  # a dir without a run
+
+
+def test_plot_curves_reads_text_log(tmp_path):
+    log = tmp_path / 'run.log'
+    log.write_text(
+        '2026/11/21 05:38:07 - mmengine - INFO - Iter(train) [  10/100]  '
+        'lr: 9.9e-03  eta: 0:18:05  time: 0.5554  loss: 1.9084  '
+        'sup_decode.loss_ce: 1.9084\n'
+        '2026/11/21 05:38:30 - mmengine - INFO - Iter(train) [  20/100]  '
+        'lr: 9.5e-03  eta: 0:11:12  time: 0.5354  loss: 1.0475  '
+        'sup_decode.loss_ce: 1.0475\n'
+        '2026/11/21 05:40:00 - mmengine - INFO - Iter(val) [101/101]    '
+        'teacher/aAcc: 84.8600  teacher/mIoU: 39.9400  time: 0.09\n')
+    curves = plot_curves.read_curves(str(log))
+    assert curves['loss'] == ([10, 20], [1.9084, 1.0475])
+    assert curves['teacher/mIoU'] == ([20], [39.94])  # at the last train it
+    assert 'eta' not in curves
+    assert curves['lr'] == ([10, 20], [9.9e-03, 9.5e-03])
+
+
+# ---------------------------------------------------- visualize_pseudo_labels
+VIS_SIZE = (48, 64)  # (H, W) of the test pipeline's Resize
+
+
+def tiny_semi_config_text(model_cfg: dict, num_test_images: int = 2) -> str:
+    root = camvid_root()
+    return '\n'.join([
+        "default_scope = 'mmseg'",
+        f'model = {model_cfg!r}',
+        f'data_root = {root!r}',
+        "test_pipeline = [dict(type='LoadImageFromFile'),",
+        f"    dict(type='Resize', scale={VIS_SIZE[::-1]!r}, "
+        'keep_ratio=False),',
+        "    dict(type='LoadAnnotations'), dict(type='PackSegInputs')]",
+        "train_dataloader = dict(dataset=dict(type='CamVidDataset',",
+        '    data_root=data_root,',
+        "    data_prefix=dict(img_path='train', seg_map_path='trainannot')))",
+        'test_dataloader = dict(batch_size=1, num_workers=0,',
+        "    sampler=dict(type='DefaultSampler', shuffle=False),",
+        "    dataset=dict(type='CamVidDataset', data_root=data_root,",
+        "        data_prefix=dict(img_path='test', seg_map_path='testannot'),",
+        f'        pipeline=test_pipeline, indices={num_test_images}))',
+        "test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])",
+        'train_cfg = dict(max_iters=100)',
+    ]) + '\n'
+
+
+def save_model(model_cfg: dict, tmp_path, name: str, seed: int = 0):
+    """Config file and checkpoint of a freshly built model."""
+    torch.manual_seed(seed)
+    model = MODELS.build(ConfigDict(model_cfg))
+    config = tmp_path / f'{name}.py'
+    config.write_text(tiny_semi_config_text(model_cfg))
+    checkpoint = tmp_path / f'{name}.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    return str(config), str(checkpoint), model
+
+
+def split_file(tmp_path, count=2):
+    with open(osp.join(SPLIT_DIR, '1-8_seed0', 'unlabeled.txt')) as file:
+        names = [line.strip() for line in file][:count]
+    path = tmp_path / 'names.txt'
+    path.write_text('\n'.join(names) + '\n')
+    return str(path), names
+
+
+def panel(grid: np.ndarray, index: int) -> np.ndarray:
+    """Panel ``index`` of a 3-column grid, without its title strip."""
+    height, width = VIS_SIZE
+    top = (index // 3) * (height + visualize.TITLE_HEIGHT) + \
+        visualize.TITLE_HEIGHT
+    left = (index % 3) * width
+    return grid[top:top + height, left:left + width]
+
+
+def test_visualize_pseudo_labels_writes_grids(tmp_path):
+    config, checkpoint, _ = save_model(tiny_mean_teacher_cfg(), tmp_path,
+                                       'mt')
+    names_file, names = split_file(tmp_path)
+    no_label = tmp_path / 'no_label.png'  # outside every data prefix
+    shutil.copy(
+        osp.join(camvid_root(), 'train', names[0] + '.png'), no_label)
+    out_dir = tmp_path / 'vis'
+    written = visualize.main([
+        config, checkpoint, '--images', names_file,
+        str(no_label), '--out-dir',
+        str(out_dir), '--data-root',
+        camvid_root(), '--img-dir', 'train'
+    ])
+    assert [osp.basename(p) for p in written] == \
+        [n + '.png' for n in names] + ['no_label.png']
+    height, width = VIS_SIZE
+    for path in written:
+        grid = np.array(Image.open(path).convert('RGB'))
+        # image, prediction, entropy, reliable (+ ground truth): 2 rows.
+        assert grid.shape == (2 * (height + visualize.TITLE_HEIGHT),
+                              3 * width, 3)
+        # Checkpoint without meta: iteration 0, alpha_0 = 0.2 of the valid
+        # pixels (the unpadded image) are unreliable.
+        reliable = panel(grid, 3)
+        assert set(np.unique(reliable)) <= {0, 255}
+        assert abs((reliable[..., 0] == 255).mean() - 0.8) < 0.01
+        # The image panel is the resized image itself.
+        assert panel(grid, 0).std() > 10
+    labelled = np.array(Image.open(written[0]).convert('RGB'))
+    unlabelled = np.array(Image.open(written[2]).convert('RGB'))
+    assert (panel(unlabelled, 4) == 255).all()  # no ground-truth panel
+    assert not (panel(labelled, 4) == 255).all()
+    # The tiny model predicts 3 classes: every CamVid class >= 3 is shown
+    # as ignored (black) in the ground truth.
+    gt = panel(labelled, 4).reshape(-1, 3)
+    palette = visualize.class_palette(
+        ConfigDict(train_dataloader=dict(
+            dataset=dict(type='CamVidDataset'))), 3)
+    assert {tuple(c) for c in np.unique(gt, axis=0)} <= \
+        {tuple(c) for c in palette}
+
+
+def test_visualize_rectified_labels_do_not_leak_between_images(tmp_path):
+    cfg = tiny_mean_teacher_cfg(
+        rectifier=dict(
+            type='PrototypeRectifier', num_classes=3, feat_channels=16))
+    config, checkpoint, _ = save_model(cfg, tmp_path, 'mt_rect')
+    names_file, _ = split_file(tmp_path)
+    written = visualize.main([
+        config, checkpoint, '--images', names_file, '--out-dir',
+        str(tmp_path / 'vis'), '--iter', '50'
+    ])
+    for path in written:
+        grid = np.array(Image.open(path).convert('RGB'))
+        # image, prediction, entropy, reliable, rectified, ground truth.
+        assert grid.shape[:2] == (2 * (VIS_SIZE[0] +
+                                       visualize.TITLE_HEIGHT),
+                                  3 * VIS_SIZE[1])
+        # The checkpoint's prototypes are empty, so rectification leaves
+        # every label as the teacher predicts it, for the second image too:
+        # the tool must not update the model's prototypes between images.
+        np.testing.assert_array_equal(panel(grid, 4), panel(grid, 1))
+        # --iter 50 of 100: alpha_t = 0.2 * (1 - 50/100) = 0.1.
+        assert abs((panel(grid, 3)[..., 0] == 255).mean() - 0.9) < 0.01
+
+
+def test_visualize_rml_teachers(tmp_path):
+    cfg = dict(
+        type='DualStudentSegmentor',
+        segmentor1=tiny_segmentor_cfg(),
+        student1_noise=None,
+        student2_noise=None,
+        cutmix=None)
+    config, checkpoint, _ = save_model(cfg, tmp_path, 'rml')
+    names_file, _ = split_file(tmp_path, count=1)
+    grids = {}
+    for teacher in ('teacher1', 'teacher2'):
+        path, = visualize.main([
+            config, checkpoint, '--images', names_file, '--out-dir',
+            str(tmp_path / teacher), '--teacher', teacher
+        ])
+        grids[teacher] = grid = np.array(Image.open(path).convert('RGB'))
+        # RML's labeler (confidence >= 0) trusts every valid pixel.
+        assert (panel(grid, 3) == 255).all()
+        # Its rectifier has no prototypes yet: labels = prediction.
+        np.testing.assert_array_equal(panel(grid, 4), panel(grid, 1))
+    # The two teachers are different networks (separate random heads).
+    assert not np.array_equal(
+        panel(grids['teacher1'], 1), panel(grids['teacher2'], 1))
+
+
+def test_visualize_errors_name_the_input(tmp_path):
+    config, checkpoint, _ = save_model(tiny_mean_teacher_cfg(), tmp_path,
+                                       'mt')
+    names_file, _ = split_file(tmp_path)
+    with pytest.raises(ValueError, match=r"--teacher 'student' is not one "
+                       r"of \['teacher'\]"):
+        visualize.main([
+            config, checkpoint, '--images', names_file, '--out-dir',
+            str(tmp_path), '--teacher', 'student'
+        ])
+    bad_split = tmp_path / 'bad.txt'
+    bad_split.write_text('no_such_image\n')
+    with pytest.raises(FileNotFoundError,
+                       match=r'no_such_image.png \(listed in .*bad.txt\)'):
+        visualize.main([
+            config, checkpoint, '--images',
+            str(bad_split), '--out-dir',
+            str(tmp_path)
+        ])
+    sup_config = tmp_path / 'sup.py'
+    sup_config.write_text(tiny_semi_config_text(tiny_segmentor_cfg()))
+    with pytest.raises(ValueError, match='sup.py is not a semi-supervised'):
+        visualize.main([
+            str(sup_config), checkpoint, '--images', names_file,
+            '--out-dir',
+            str(tmp_path)
+        ])
+
+
+# ------------------------------------------------------ compare_with_model_zoo
+def test_iou_from_areas_skips_absent_classes():
+    result = compare.iou_from_areas(
+        np.array([2, 0, 0]), np.array([4, 5, 0]), ('a', 'b', 'c'))
+    assert result['IoU']['a'] == 50.0 and result['IoU']['b'] == 0.0
+    assert math.isnan(result['IoU']['c'])
+    assert result['mIoU'] == 25.0  # mean of a and b only
+
+
+def test_comparison_table_deltas():
+    semi = dict(mIoU=50.0, IoU=dict(a=60.0, b=40.0, c=float('nan')))
+    sup = dict(mIoU=45.25, IoU=dict(a=50.0, b=42.5, c=float('nan')))
+    table = compare.comparison_table(semi, sup, 'semi', 'sup')
+    assert table.splitlines() == [
+        '| class | semi | sup | delta |',
+        '|---|---|---|---|',
+        '| **mIoU** | 50.00 | 45.25 | +4.75 |',
+        '| a | 60.00 | 50.00 | +10.00 |',
+        '| b | 40.00 | 42.50 | -2.50 |',
+        '| c | n/a | n/a | n/a |',
+    ]
+    with pytest.raises(ValueError, match='different classes'):
+        compare.comparison_table(semi, dict(mIoU=1.0, IoU=dict(a=1.0)))
+
+
+def test_compare_semi_model_started_from_plain_checkpoint(tmp_path):
+    """A semi model loaded from a plain checkpoint predicts like it."""
+    sup_config, sup_checkpoint, _ = save_model(tiny_segmentor_cfg(),
+                                               tmp_path, 'sup')
+    semi_config, _, _ = save_model(tiny_mean_teacher_cfg(), tmp_path, 'mt')
+    out = tmp_path / 'compare.md'
+    report = compare.main([
+        semi_config, sup_checkpoint, sup_config, sup_checkpoint,
+        '--predict-on', 'student', '--out',
+        str(out)
+    ])
+    assert out.read_text() == report
+    assert '(2 images)' in report
+    rows = [r for r in report.splitlines() if r.startswith('| ')][1:]
+    assert len(rows) == 1 + 11  # mIoU + CamVid's classes
+    assert rows[0].startswith('| **mIoU** | ')
+    assert '| mt (student) | sup | delta |' in report
+    for row in rows:
+        ours, theirs, delta = row.strip('| ').split(' | ')[1:]
+        assert ours == theirs and delta in ('+0.00', '-0.00', 'n/a'), row
+
+
+def test_compare_rejects_supervised_config_as_semi(tmp_path):
+    sup_config, sup_checkpoint, _ = save_model(tiny_segmentor_cfg(),
+                                               tmp_path, 'sup')
+    with pytest.raises(ValueError, match='sup.py is not a semi-supervised'):
+        compare.main(
+            [sup_config, sup_checkpoint, sup_config, sup_checkpoint])
+
+
+def test_runner_load_from_plain_checkpoint_fills_teacher_and_student(
+        tmp_path):
+    """``load_from`` = a plain mmseg (model-zoo) checkpoint starts semi
+    training with both networks equal to it."""
+    torch.manual_seed(1)
+    plain = MODELS.build(ConfigDict(tiny_segmentor_cfg()))
+    path = str(tmp_path / 'plain.pth')
+    torch.save({'state_dict': plain.state_dict(), 'meta': {}}, path)
+    runner = Runner(
+        model=tiny_mean_teacher_cfg(),
+        work_dir=str(tmp_path / 'work'),
+        load_from=path,
+        default_scope='mmseg')
+    runner.load_or_resume()
+    model = runner.model
+    for name, tensor in plain.state_dict().items():
+        torch.testing.assert_close(model.teacher.state_dict()[name], tensor)
+        torch.testing.assert_close(model.student.state_dict()[name], tensor)
+
+
+# ---------------------------------------------------------- camvid benchmark
+def write_run(bench, run, test_mious=(), log_spans=()):
+    """A fake work dir: test JSONs (oldest first) and training logs, each
+    spanning the given seconds (within one minute of 10:00)."""
+    work_dir = bench / run
+    work_dir.mkdir(parents=True)
+    for index, miou in enumerate(test_mious):
+        stamp = f'20261121_10{index:02d}00'
+        test_dir = work_dir / 'test' / stamp
+        test_dir.mkdir(parents=True)
+        (test_dir / f'{stamp}.json').write_text(
+            json.dumps(dict(aAcc=80.0, mIoU=miou, mAcc=50.0)))
+    for index, seconds in enumerate(log_spans):
+        stamp = f'2026112{index}_090000'
+        run_dir = work_dir / stamp
+        run_dir.mkdir()
+        minutes, rest = divmod(seconds, 60)
+        (run_dir / f'{stamp}.log').write_text(
+            '2026/11/21 09:00:00 - mmengine - INFO - start\n'
+            'a line without time\n'
+            f'2026/11/21 09:{minutes:02d}:{rest:02d} - mmengine - INFO - '
+            'Saving checkpoint at 1000 iterations\n')
+
+
+def test_summarize_benchmark_table(tmp_path):
+    bench = tmp_path / 'bench'
+    write_run(bench, 'sup_1-8', [40.0], [300, 303])  # resumed: 603 s
+    write_run(bench, 'mt_1-8', [30.0, 41.5], [1200])  # newest test counts
+    write_run(bench, 'sup_1-4', [42.0], [600])
+    write_run(bench, 'u2pl_1-4', [41.0])  # no training log
+    write_run(bench, 'rml_1-8', [], [60])  # trained, not tested
+    table_file, chart_file = summarize.summarize(
+        str(bench), str(tmp_path / 'out'))
+    rows = open(table_file).read().splitlines()
+    assert rows[2:] == [
+        '| method | split | test mIoU | delta vs supervised | '
+        'training wall time |',
+        '|---|---|---|---|---|',
+        '| supervised only | 1/8 | 40.00 | - | 10.1 min |',
+        '| supervised only | 1/4 | 42.00 | - | 10.0 min |',
+        '| mean teacher | 1/8 | 41.50 | +1.50 | 20.0 min |',
+        '| mean teacher | 1/4 | - | - | - |',
+        '| U2PL | 1/8 | - | - | - |',
+        '| U2PL | 1/4 | 41.00 | -1.00 | - |',
+        '| RML | 1/8 | - | - | 1.0 min |',
+        '| RML | 1/4 | - | - | - |',
+    ]
+    assert Image.open(chart_file).size == (700, 400)
+
+
+def test_summarize_errors_without_results(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope does not exist'):
+        summarize.summarize(str(tmp_path / 'nope'), str(tmp_path))
+    write_run(tmp_path / 'bench', 'sup_1-8', [], [60])
+    with pytest.raises(FileNotFoundError, match='has no finished run'):
+        summarize.summarize(str(tmp_path / 'bench'), str(tmp_path))
+    bad = tmp_path / 'bad'
+    write_run(bad, 'sup_1-8', [40.0])
+    json_file = next((bad / 'sup_1-8' / 'test').glob('*/*.json'))
+    json_file.write_text(json.dumps(dict(aAcc=1.0)))
+    with pytest.raises(KeyError, match=r'\.json has no "mIoU"'):
+        summarize.summarize(str(bad), str(tmp_path))
+
+
+def test_camvid_benchmark_script_skips_finished_runs(tmp_path):
+    bench = tmp_path / 'bench'
+    for index, run in enumerate(('sup_1-8', 'sup_1-4', 'mt_1-8', 'mt_1-4',
+                                 'u2pl_1-8', 'u2pl_1-4', 'rml_1-8',
+                                 'rml_1-4')):
+        write_run(bench, run, [30.0 + index])
+    env = dict(
+        os.environ, PYTHON=sys.executable,
+        MMSEG_SEMI_CAMVID_ROOT=camvid_root())
+    result = subprocess.run(
+        ['bash', osp.join(REPO_ROOT, 'tools', 'benchmark',
+                          'camvid_benchmark.sh'),
+         str(bench)],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('has test results, skipping') == 8
+    rows = (bench / 'results.md').read_text().splitlines()
+    assert '| RML | 1/4 | 37.00 | +6.00 | - |' in rows
+    assert (bench / 'results.png').stat().st_size > 0
+
+
+FAKE_PYTHON = r'''#!/usr/bin/env bash
+# Stands in for python: records train/test calls, fakes their outputs.
+echo "$*" >> "$CALLS"
+work_dir=
+prev=
+for arg in "$@"; do
+  if [ "$prev" = --work-dir ]; then work_dir=$arg; fi
+  prev=$arg
+done
+case $1 in
+  tools/train.py)
+    echo "$work_dir/iter_1000.pth" > "$work_dir/last_checkpoint" ;;
+  tools/test.py)
+    mkdir -p "$work_dir/20261121_100000"
+    stamp=20261121_100000
+    echo '{"mIoU": 33.0}' > "$work_dir/$stamp/$stamp.json" ;;
+  *) exec "$REAL_PYTHON" "$@" ;;
+esac
+'''
+
+
+def test_camvid_benchmark_script_trains_missing_runs(tmp_path):
+    bench = tmp_path / 'bench'
+    write_run(bench, 'sup_1-8', [30.0])
+    (bench / 'mt_1-8').mkdir()
+    (bench / 'mt_1-8' / 'last_checkpoint').write_text('x/iter_500.pth')
+    fake = tmp_path / 'python'
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    calls = tmp_path / 'calls.txt'
+    env = dict(
+        os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable,
+        CALLS=str(calls), METHODS='sup mt rml', SPLITS='1-8',
+        MMSEG_SEMI_CAMVID_ROOT=camvid_root())
+    result = subprocess.run(
+        ['bash', osp.join(REPO_ROOT, 'tools', 'benchmark',
+                          'camvid_benchmark.sh'),
+         str(bench), '--amp'],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    mt, rml = f'{bench}/mt_1-8', f'{bench}/rml_1-8'
+    assert calls.read_text().splitlines()[:4] == [
+        'tools/train.py configs/mean_teacher/mean-teacher_deeplabv3plus_'
+        f'effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py --work-dir {mt} '
+        '--resume --amp',
+        'tools/test.py configs/mean_teacher/mean-teacher_deeplabv3plus_'
+        f'effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py {mt}/iter_1000.pth '
+        f'--work-dir {mt}/test --predict-on teacher',
+        'tools/train.py configs/rml/rml_deeplabv3plus_effnetlite0-d16_1xb4-'
+        f'1k_camvid-1-8-256x320.py --work-dir {rml} --amp',
+        'tools/test.py configs/rml/rml_deeplabv3plus_effnetlite0-d16_1xb4-'
+        f'1k_camvid-1-8-256x320.py {rml}/iter_1000.pth --work-dir '
+        f'{rml}/test --predict-on teacher1',
+    ]
+    assert 'TRAIN_WALL_SECONDS' in (bench / 'rml_1-8' /
+                                    'train_and_test.log').read_text()
+    rows = (bench / 'results.md').read_text().splitlines()
+    assert '| mean teacher | 1/8 | 33.00 | +3.00 | - |' in rows
+    assert '| RML | 1/8 | 33.00 | +3.00 | - |' in rows

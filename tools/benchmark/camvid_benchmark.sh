@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The CamVid benchmark in one command: supervised only, mean teacher, U2PL
+# and RML (stage 1) on the 1/8 and 1/4 splits, 1k iterations each, then
+# results.md (test mIoU, delta vs supervised, training wall time) and
+# results.png in BENCH_DIR.
+#
+# Usage: tools/benchmark/camvid_benchmark.sh [BENCH_DIR] [extra train args]
+#   BENCH_DIR            default work_dirs/camvid_benchmark; one work dir per
+#                        run, <method>_<split> (sup_1-8, mt_1-4, ...)
+# Environment:
+#   MMSEG_SEMI_CAMVID_ROOT  CamVid root (default ../shared/data/camvid)
+#   PYTHON                  interpreter (default python)
+#   METHODS, SPLITS         subsets, e.g. METHODS="sup u2pl" SPLITS="1-8"
+#   RML_PREDICT_ON          RML network to test (default teacher1; or
+#                           teacher2, ensemble)
+#
+# Resumable: a run whose WORK_DIR/test/<timestamp>/<timestamp>.json exists
+# is skipped; a run with a checkpoint but no test result is resumed with
+# --resume. Each run's console output is appended to
+# WORK_DIR/train_and_test.log. About 4 hours on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bench_dir=${1:-work_dirs/camvid_benchmark}
+if [ $# -gt 0 ]; then shift; fi
+py=${PYTHON:-python}
+export PYTHON=$py
+export MMSEG_SEMI_CAMVID_ROOT=${MMSEG_SEMI_CAMVID_ROOT:-../shared/data/camvid}
+if [ ! -d "$MMSEG_SEMI_CAMVID_ROOT/train" ]; then
+  echo "CamVid not found at MMSEG_SEMI_CAMVID_ROOT=$MMSEG_SEMI_CAMVID_ROOT" \
+    "(expected train/, trainannot/, test/, testannot/)" >&2
+  exit 1
+fi
+methods=${METHODS:-sup mt u2pl rml}
+splits=${SPLITS:-1-8 1-4}
+
+config_of() {  # method split -> config path
+  local name=effnetlite0-d16_1xb4-1k_camvid-$2-256x320.py
+  case $1 in
+    sup) echo "configs/supervised/deeplabv3plus_$name" ;;
+    mt) echo "configs/mean_teacher/mean-teacher_deeplabv3plus_$name" ;;
+    u2pl) echo "configs/u2pl/u2pl_deeplabv3plus_$name" ;;
+    rml) echo "configs/rml/rml_deeplabv3plus_$name" ;;
+    *) echo "unknown method '$1' (sup, mt, u2pl, rml)" >&2; return 1 ;;
+  esac
+}
+
+predict_of() {  # method -> test.py arguments
+  case $1 in
+    sup) ;;
+    rml) echo "--predict-on ${RML_PREDICT_ON:-teacher1}" ;;
+    *) echo "--predict-on teacher" ;;
+  esac
+}
+
+for method in $methods; do
+  for split in $splits; do
+    config=$(config_of "$method" "$split")
+    work_dir=$bench_dir/${method}_$split
+    if [ ! -f "$config" ]; then
+      echo "missing config $config" >&2; exit 1
+    fi
+    if compgen -G "$work_dir/test/*/*.json" >/dev/null; then
+      echo "[camvid_benchmark] $work_dir has test results, skipping"
+      continue
+    fi
+    resume=()
+    if [ -f "$work_dir/last_checkpoint" ]; then resume=(--resume); fi
+    echo "[camvid_benchmark] $method $split: $config -> $work_dir ${resume[*]}"
+    mkdir -p "$work_dir"
+    # shellcheck disable=SC2046  # predict_of's words are separate args
+    bash tools/benchmark/train_and_test.sh "$config" "$work_dir" \
+      $(predict_of "$method") "${resume[@]}" "$@" \
+      2>&1 | tee -a "$work_dir/train_and_test.log"
+  done
+done
+
+"$py" tools/benchmark/summarize_camvid_benchmark.py "$bench_dir"

@@ -1,0 +1,239 @@
+"""Collect the CamVid benchmark's test mIoU into a markdown table and a chart.
+
+A benchmark directory holds one work dir per run, ``<method>_<split>``
+(``sup``, ``mt``, ``u2pl``, ``rml`` x ``1-8``, ``1-4``), each written by
+``tools/benchmark/train_and_test.sh``: training logs under
+``<timestamp>/<timestamp>.log`` and the test metrics that mmengine saved
+under ``test/<timestamp>/<timestamp>.json``. Runs not (yet) finished are
+listed as missing, so the summary can be written at any time.
+
+Writes ``results.md`` (method x split: test mIoU, difference to the
+supervised-only run of the same split, training wall time) and
+``results.png`` (grouped bar chart of test mIoU).
+
+Example:
+    python tools/benchmark/summarize_camvid_benchmark.py work_dirs/bench \
+        --out-dir /tmp/bench_summary
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import re
+from datetime import datetime
+from typing import Dict, List, Optional, Sequence, Tuple
+
+#: (run-name prefix, display name), in table order; 'sup' is the baseline.
+METHODS = (('sup', 'supervised only'), ('mt', 'mean teacher'),
+           ('u2pl', 'U2PL'), ('rml', 'RML'))
+#: Split names as in the run names and configs (labeled fraction).
+SPLITS = ('1-8', '1-4')
+BASELINE = 'sup'
+
+_RUN_DIR = re.compile(r'^\d{8}_\d{6}$')
+_LOG_TIME = re.compile(r'^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - mmengine')
+_LOG_TIME_FORMAT = '%Y/%m/%d %H:%M:%S'
+
+
+def timestamp_dirs(path: str) -> List[str]:
+    """``<YYYYMMDD_HHMMSS>`` sub-directories mmengine made, oldest first."""
+    if not osp.isdir(path):
+        return []
+    return [
+        osp.join(path, name) for name in sorted(os.listdir(path))
+        if _RUN_DIR.match(name) and osp.isdir(osp.join(path, name))
+    ]
+
+
+def read_test_miou(work_dir: str) -> Optional[float]:
+    """mIoU of the newest test run under ``work_dir/test``, or None.
+
+    mmengine's runner writes the test metrics as one JSON record to
+    ``test/<timestamp>/<timestamp>.json``.
+    """
+    for run in reversed(timestamp_dirs(osp.join(work_dir, 'test'))):
+        metrics_file = osp.join(run, osp.basename(run) + '.json')
+        if not osp.isfile(metrics_file):
+            continue
+        with open(metrics_file) as file:
+            text = file.read().strip()
+        if not text:
+            continue
+        try:
+            metrics = json.loads(text.splitlines()[-1])
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f'{metrics_file} is not a JSON record: {error}') from None
+        if 'mIoU' not in metrics:
+            raise KeyError(f'{metrics_file} has no "mIoU" (keys: '
+                           f'{sorted(metrics)})')
+        return float(metrics['mIoU'])
+    return None
+
+
+def log_span_seconds(log_file: str) -> Optional[float]:
+    """Seconds from the first to the last time-stamped line of a log."""
+    first = last = None
+    with open(log_file, errors='replace') as file:
+        for line in file:
+            match = _LOG_TIME.match(line)
+            if match:
+                stamp = datetime.strptime(match.group(1), _LOG_TIME_FORMAT)
+                first = first or stamp
+                last = stamp
+    if first is None:
+        return None
+    return (last - first).total_seconds()
+
+
+def read_train_seconds(work_dir: str) -> Optional[float]:
+    """Training wall time: the summed span of every training log.
+
+    Each start (and ``--resume``) of ``tools/train.py`` writes its own
+    ``<timestamp>/<timestamp>.log``; their spans include the validation
+    runs during training but not the final test.
+    """
+    total, found = 0.0, False
+    for run in timestamp_dirs(work_dir):
+        log_file = osp.join(run, osp.basename(run) + '.log')
+        if osp.isfile(log_file):
+            seconds = log_span_seconds(log_file)
+            if seconds is not None:
+                total += seconds
+                found = True
+    return total if found else None
+
+
+def collect_results(bench_dir: str,
+                    methods: Sequence[Tuple[str, str]] = METHODS,
+                    splits: Sequence[str] = SPLITS
+                    ) -> Dict[Tuple[str, str], dict]:
+    """``{(method, split): dict(miou=..., train_seconds=...)}``.
+
+    Values are None for runs without test results or training logs.
+    """
+    if not osp.isdir(bench_dir):
+        raise FileNotFoundError(
+            f'benchmark directory {bench_dir} does not exist')
+    results = {}
+    for method, _ in methods:
+        for split in splits:
+            work_dir = osp.join(bench_dir, f'{method}_{split}')
+            results[(method, split)] = dict(
+                miou=read_test_miou(work_dir),
+                train_seconds=read_train_seconds(work_dir))
+    return results
+
+
+def format_number(value: Optional[float], signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '-'
+    return f'{value:+.2f}' if signed else f'{value:.2f}'
+
+
+def format_minutes(seconds: Optional[float]) -> str:
+    return '-' if seconds is None else f'{seconds / 60:.1f} min'
+
+
+def results_table(results: Dict[Tuple[str, str], dict],
+                  methods: Sequence[Tuple[str, str]] = METHODS,
+                  splits: Sequence[str] = SPLITS,
+                  baseline: str = BASELINE) -> str:
+    """Markdown table, one row per method and split.
+
+    ``delta vs supervised`` is the method's test mIoU minus the baseline's
+    on the same split ('-' when either is missing); missing runs show '-'.
+    """
+    lines = [
+        '| method | split | test mIoU | delta vs supervised | '
+        'training wall time |', '|---|---|---|---|---|'
+    ]
+    for method, name in methods:
+        for split in splits:
+            row = results.get((method, split), {})
+            miou = row.get('miou')
+            base = results.get((baseline, split), {}).get('miou')
+            delta = None if miou is None or base is None \
+                or method == baseline else miou - base
+            lines.append(f'| {name} | 1/{split.split("-")[1]} | '
+                         f'{format_number(miou)} | '
+                         f'{format_number(delta, signed=True)} | '
+                         f'{format_minutes(row.get("train_seconds"))} |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot_results(results: Dict[Tuple[str, str], dict],
+                 out_file: str,
+                 methods: Sequence[Tuple[str, str]] = METHODS,
+                 splits: Sequence[str] = SPLITS) -> None:
+    """Grouped bar chart: one group per split, one bar per method."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=100)
+    width = 0.8 / len(methods)
+    for index, (method, name) in enumerate(methods):
+        values = [results.get((method, split), {}).get('miou')
+                  for split in splits]
+        xs = [s + (index - (len(methods) - 1) / 2) * width
+              for s in range(len(splits))]
+        bars = axis.bar(xs, [v if v is not None else 0 for v in values],
+                        width, label=name)
+        for bar, value in zip(bars, values):
+            axis.annotate(
+                format_number(value) if value is not None else 'not run',
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha='center', va='bottom', fontsize='x-small')
+    axis.set_xticks(range(len(splits)))
+    axis.set_xticklabels([f'1/{s.split("-")[1]} labeled' for s in splits])
+    axis.set_ylabel('CamVid test mIoU')
+    axis.legend(fontsize='small', loc='lower center',
+                bbox_to_anchor=(0.5, 1.0), ncol=len(methods))
+    axis.grid(axis='y', alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out_file)
+    plt.close(figure)
+
+
+def summarize(bench_dir: str, out_dir: str) -> Tuple[str, str]:
+    """Write ``results.md`` and ``results.png`` for a benchmark dir."""
+    results = collect_results(bench_dir)
+    if all(r['miou'] is None for r in results.values()):
+        runs = ', '.join(f'{m}_{s}' for m, _ in METHODS for s in SPLITS)
+        raise FileNotFoundError(
+            f'{bench_dir} has no finished run: none of {runs} has '
+            'test/<timestamp>/<timestamp>.json')
+    os.makedirs(out_dir, exist_ok=True)
+    table_file = osp.join(out_dir, 'results.md')
+    chart_file = osp.join(out_dir, 'results.png')
+    with open(table_file, 'w') as file:
+        file.write(f'CamVid test mIoU ({osp.abspath(bench_dir)})\n\n')
+        file.write(results_table(results))
+    plot_results(results, chart_file)
+    return table_file, chart_file
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Summarize the CamVid benchmark work dirs')
+    parser.add_argument(
+        'bench_dir', help='directory with <method>_<split> work dirs')
+    parser.add_argument(
+        '--out-dir', help='where to write results.md/.png (default: '
+        'bench_dir)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    table_file, chart_file = summarize(args.bench_dir, args.out_dir
+                                       or args.bench_dir)
+    with open(table_file) as file:
+        print(file.read())
+    print(f'wrote {table_file} and {chart_file}')
+
+
+if __name__ == '__main__':
+    main()
