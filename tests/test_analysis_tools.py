@@ -515,3 +515,26 @@ def test_camvid_benchmark_script_trains_missing_runs(tmp_path):
     rows = (bench / 'results.md').read_text().splitlines()
     assert '| mean teacher | 1/8 | 33.00 | +3.00 | - |' in rows
     assert '| RML | 1/8 | 33.00 | +3.00 | - |' in rows
+
+
+# --------------------------------------------------- pseudo_label_quality
+def test_pseudo_label_quality_from_confusion_by_hand():
+    tool = load_tool('analysis_tools', 'pseudo_label_quality.py')
+    gt = torch.tensor([[0, 0, 1, 1], [2, 2, 2, 255]])
+    pred = torch.tensor([[0, 1, 1, 1], [1, 1, 2, 0]])
+    valid = gt < 3
+    confusion = tool.confusion_matrix(gt, pred, valid, 3)
+    # rows gt, columns pred: gt 0 -> {0, 1}, gt 1 -> {1, 1},
+    # gt 2 -> {1, 1, 2}; the ignored pixel is left out.
+    assert confusion.tolist() == [[1, 1, 0], [0, 2, 0], [0, 2, 1]]
+    quality = tool.quality_from_confusion(confusion)
+    assert quality['accuracy'] == pytest.approx(4 / 7)
+    # IoU: class 0 = 1 / (2 + 1 - 1), class 1 = 2 / (2 + 5 - 2),
+    # class 2 = 1 / (3 + 1 - 1).
+    assert quality['iou'] == pytest.approx([1 / 2, 2 / 5, 1 / 3])
+    assert quality['predicted_share'] == pytest.approx([1 / 7, 5 / 7, 1 / 7])
+    assert quality['gt_share'] == pytest.approx([2 / 7, 2 / 7, 3 / 7])
+    # A class absent from both has no IoU (NaN), not 0.
+    empty = tool.quality_from_confusion(
+        torch.tensor([[3, 0], [0, 0]]))
+    assert empty['iou'][0] == 1.0 and math.isnan(empty['iou'][1])

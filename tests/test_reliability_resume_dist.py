@@ -230,7 +230,7 @@ class DumpRankState(Hook):
             osp.join(self.out_dir, f'rank{get_rank()}.pth'))
 
 
-def dist_train(config: str, work_dir, timeout: int = 500) -> str:
+def dist_train(config: str, work_dir, timeout: int = 600) -> str:
     """Two CPU processes through tools/dist_train.sh; returns the output."""
     env = dict(
         os.environ,

@@ -10,5 +10,4 @@ train_cfg = dict(
 model = dict(
     segmentor=dict(
         decode_head=dict(
-            loss_decode=dict(class_weight={{_base_.class_weight_1_4}}))),
-    unsup_class_weight={{_base_.class_weight_1_4}})
+            loss_decode=dict(class_weight={{_base_.class_weight_1_4}}))))

@@ -11,5 +11,4 @@ model = dict(
             loss_decode=dict(class_weight={{_base_.class_weight_1_4}}))),
     segmentor2=dict(
         decode_head=dict(
-            loss_decode=dict(class_weight={{_base_.class_weight_1_4}}))),
-    unsup_class_weight={{_base_.class_weight_1_4}})
+            loss_decode=dict(class_weight={{_base_.class_weight_1_4}}))))

@@ -20,8 +20,6 @@ model = dict(
         backbone=dict(drop_path_rate=0.1),
         decode_head=dict(
             loss_decode=dict(class_weight={{_base_.class_weight_1_8}}))),
-    # The supervised baseline's class weights, on the pseudo-labels too.
-    unsup_class_weight={{_base_.class_weight_1_8}},
     student1_noise=dict(dropout=0.5),
     student2_noise=dict(dropout=0.3),
     # 1k iterations are too few for the paper-scale momentum 0.9999: the

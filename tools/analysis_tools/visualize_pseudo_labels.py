@@ -243,9 +243,18 @@ def inference_pipeline(cfg: Config):
     from mmcv.transforms import Compose
     pipeline = cfg.get('test_pipeline') or \
         cfg.test_dataloader.dataset.pipeline
+    from mmcv.transforms import LoadAnnotations
+    from mmseg.registry import TRANSFORMS
+
+    def loads_annotations(transform: dict) -> bool:
+        cls = transform['type']
+        if isinstance(cls, str):
+            cls = TRANSFORMS.get(cls)
+        return isinstance(cls, type) and issubclass(cls, LoadAnnotations)
+
+    # Any annotation loader (mmseg's, our LoadCheckedAnnotations, ...).
     return Compose([
-        copy.deepcopy(t) for t in pipeline
-        if t['type'] not in ('LoadAnnotations', 'mmseg.LoadAnnotations')
+        copy.deepcopy(t) for t in pipeline if not loads_annotations(t)
     ])
 
 

@@ -8,8 +8,8 @@ with peak RSS (CPU) or peak allocated CUDA memory, as a markdown table.
 
 Example (U2PL vs mean teacher on CamVid, same machine):
     python tools/benchmark/bench_iteration_time.py \\
-        configs/mean_teacher/mean-teacher_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py \\  # noqa: E501
-        configs/u2pl/u2pl_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py
+        configs/mean_teacher/*effnetlite0*camvid-1-8-256x320.py \\
+        configs/u2pl/*effnetlite0*camvid-1-8-256x320.py
 """
 import argparse
 import datetime
