@@ -14,6 +14,7 @@
 """
 import os
 import os.path as osp
+import signal
 import subprocess
 import sys
 
@@ -241,17 +242,24 @@ def dist_train(config: str, work_dir, timeout: int = 600) -> str:
         OMP_NUM_THREADS='1',
         MKL_NUM_THREADS='1',
         MMSEG_SEMI_CAMVID_ROOT=camvid_root())
-    result = subprocess.run(
+    process = subprocess.Popen(
         ['bash',
          osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), config, '2',
          '--work-dir', str(work_dir)],
         cwd=str(work_dir.parent),
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=timeout)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+        start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Killing bash alone would leave torchrun and its trainers running.
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f'dist_train.sh ran over {timeout} s:\n{output[-4000:]}')
+    assert process.returncode == 0, output[-4000:]
     return output
 
 
