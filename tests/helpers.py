@@ -1,16 +1,24 @@
 """Shared tiny models and CamVid run configs for the tests.
 
 Imported as ``helpers`` (pytest puts this directory on ``sys.path``). A
-test module that imports :func:`single_thread` runs with one torch thread.
+test module that imports :func:`single_thread` runs with one torch thread;
+one that imports :func:`config_environment` also gets the mmseg scope and
+memoised ``mmseg::`` config lookups.
 """
+import contextlib
 import copy
 import os
 import os.path as osp
 import socket
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.config import config as mmengine_config
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
@@ -190,3 +198,194 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ------------------------------------------------- tiny U2PL and batches
+def tiny_rep_head_cfg(**kwargs) -> dict:
+    """U2PL's representation head, 8 channels, one conv, no dropout."""
+    cfg = dict(
+        type='RepresentationHead', channels=8, num_convs=1,
+        dropout_ratio=0.0)
+    cfg.update(kwargs)
+    return cfg
+
+
+def tiny_contrastive_loss_cfg(**kwargs) -> dict:
+    """U2PL's contrastive loss on 8-d features with a 64-entry bank, few
+    anchors and negatives, every pixel an anchor candidate."""
+    cfg = dict(
+        type='U2PLContrastiveLoss',
+        feat_channels=8,
+        num_anchors=4,
+        num_negatives=6,
+        anchor_prob_threshold=0.0,
+        low_rank=1,
+        high_rank=3,
+        queue_size=64)
+    cfg.update(kwargs)
+    return cfg
+
+
+def tiny_u2pl_cfg(**kwargs) -> dict:
+    """:func:`tiny_mean_teacher_cfg` (3 classes) with U2PL's head (on the
+    FCN head's 16 channels) and contrastive loss (weight 0.1)."""
+    u2pl = dict(
+        rep_head=tiny_rep_head_cfg(in_channels=16),
+        contrastive_loss=tiny_contrastive_loss_cfg(
+            num_classes=3, loss_weight=0.1))
+    u2pl.update(kwargs)
+    return tiny_mean_teacher_cfg(**u2pl)
+
+
+def tiny_labeled_samples(batch: int,
+                         seed: int = 0,
+                         size: int = 32,
+                         num_classes: int = 3) -> list:
+    """``batch`` unpadded size x size samples, random labels from a
+    generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for _ in range(batch):
+        sample = SegDataSample(
+            metainfo=dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                pad_shape=(size, size),
+                padding_size=[0, 0, 0, 0]))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(
+                0, num_classes, (1, size, size), generator=generator))
+        samples.append(sample)
+    return samples
+
+
+def tiny_semi_inputs(batch: int = 2, seed: int = 0, size: int = 32):
+    """(inputs, data_samples) for ``SemiBaseSegmentor.loss``: normalised
+    labeled and weak images, the strong view an affine change of the weak
+    one, and labeled samples for all three views (seeds seed, +1, +2)."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {
+        view: torch.randn(batch, 3, size, size, generator=generator)
+        for view in ('labeled', 'weak')
+    }
+    inputs['strong'] = inputs['weak'] * 0.8 + 0.1
+    samples = {
+        view: tiny_labeled_samples(batch, seed + offset, size)
+        for offset, view in enumerate(('labeled', 'weak', 'strong'))
+    }
+    return inputs, samples
+
+
+def tiny_raw_semi_batch(seed: int = 0) -> dict:
+    """A data-loader batch for ``train_step``: 2 labeled and 2 unlabeled
+    uint8 32x32 images (strong view: the weak one inverted), 3 classes."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def image():
+        return torch.randint(0, 256, (3, 32, 32), generator=generator,
+                             dtype=torch.uint8)
+
+    def sample(labeled):
+        data_sample = SegDataSample(
+            metainfo=dict(img_shape=(32, 32), ori_shape=(32, 32)))
+        if labeled:
+            data_sample.gt_sem_seg = PixelData(data=torch.randint(
+                0, 3, (1, 32, 32), generator=generator))
+        return data_sample
+
+    weak = [image(), image()]
+    return dict(
+        labeled=dict(inputs=[image(), image()],
+                     data_samples=[sample(True), sample(True)]),
+        unlabeled=dict(
+            inputs=dict(weak=weak, strong=[255 - img for img in weak]),
+            data_samples=dict(weak=[sample(False), sample(False)],
+                              strong=[sample(False), sample(False)])))
+
+
+# ------------------------------------------------- reading config files
+@contextlib.contextmanager
+def memoised_mmseg_base_lookup():
+    """Within: mmengine resolves each ``mmseg::`` base once.
+
+    mmengine resolves every ``mmseg::`` base by first reading all of
+    mmseg's model-zoo metafiles (about 0.5 s each time); the answer only
+    depends on the arguments, so it is memoised, errors included (a
+    ``_base_`` fragment is not a model-zoo config and raises ValueError).
+    """
+    lookup = mmengine_config._get_external_cfg_path
+    answers = {}
+
+    def memoised_lookup(package_path, cfg_file):
+        key = (package_path, cfg_file)
+        if key not in answers:
+            try:
+                answers[key] = (lookup(package_path, cfg_file), None)
+            except ValueError as error:
+                answers[key] = (None, error.args)
+        path, error_args = answers[key]
+        if error_args is not None:
+            raise ValueError(*error_args)
+        return path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mmengine_config, '_get_external_cfg_path',
+                      memoised_lookup)
+        yield
+
+
+@pytest.fixture(scope='module', autouse=True)
+def config_environment():
+    """mmseg scope, one torch thread (R-101 steps on a shared 2-core
+    machine), memoised ``mmseg::`` base lookups, for a whole module."""
+    init_default_scope('mmseg')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with memoised_mmseg_base_lookup():
+        yield
+    torch.set_num_threads(threads)
+
+
+def config_loader(config_dir: str) -> Callable[[str], Config]:
+    """A ``load(relpath)`` that parses each config under ``config_dir``
+    once (the caller's own cache; tests must not modify what it returns).
+    """
+    loaded = {}
+
+    def load(relpath: str) -> Config:
+        if relpath not in loaded:
+            loaded[relpath] = Config.fromfile(osp.join(config_dir, relpath))
+        return loaded[relpath]
+
+    return load
+
+
+def plain(node):
+    """ConfigDict/tuple tree -> plain dicts and lists (for comparisons)."""
+    if hasattr(node, 'to_dict'):
+        node = node.to_dict()
+    if isinstance(node, dict):
+        return {k: plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [plain(v) for v in node]
+    return node
+
+
+def find_transforms(pipeline, transform_type) -> list:
+    """Transforms of a type in a pipeline, MultiBranch branches included."""
+    found = []
+    for transform in pipeline:
+        if transform.get('type') == transform_type:
+            found.append(transform)
+        for branch in transform.get('branches', {}).values():
+            found += find_transforms(branch, transform_type)
+    return found
+
+
+def leaf_datasets(dataset) -> list:
+    """The mmseg datasets inside (possibly nested) dataset wrappers."""
+    if 'datasets' in dataset:
+        return [d for sub in dataset['datasets'] for d in leaf_datasets(sub)]
+    if 'dataset' in dataset:
+        return leaf_datasets(dataset['dataset'])
+    return [dataset]

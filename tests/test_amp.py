@@ -6,14 +6,12 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import init_default_scope
-from mmengine.structures import PixelData
 from torch import nn
 
 import mmseg_semi  # noqa: F401
-from helpers import (single_thread, tiny_mean_teacher_cfg,  # noqa: F401
-                     tiny_segmentor_cfg)
+from helpers import (single_thread, tiny_raw_semi_batch,  # noqa: F401
+                     tiny_segmentor_cfg, tiny_u2pl_cfg)
 from mmseg.registry import MODELS, OPTIM_WRAPPERS
-from mmseg.structures import SegDataSample
 from mmseg_semi.engine.optimizers import AnyDeviceAmpOptimWrapper
 from mmseg_semi.models.losses import U2PLContrastiveLoss
 from mmseg_semi.models.pseudo_labelers import (EntropyPseudoLabeler,
@@ -77,40 +75,8 @@ def test_amp_config_becomes_any_device_wrapper_on_cpu(cpu_only):
 
 
 # ----------------------------------------------------- two training steps
-def raw_semi_batch(seed):
-    generator = torch.Generator().manual_seed(seed)
-
-    def image():
-        return torch.randint(0, 256, (3, 32, 32), generator=generator,
-                             dtype=torch.uint8)
-
-    def sample(labeled):
-        data_sample = SegDataSample(
-            metainfo=dict(img_shape=(32, 32), ori_shape=(32, 32)))
-        if labeled:
-            data_sample.gt_sem_seg = PixelData(data=torch.randint(
-                0, 3, (1, 32, 32), generator=generator))
-        return data_sample
-
-    weak = [image(), image()]
-    return dict(
-        labeled=dict(inputs=[image(), image()],
-                     data_samples=[sample(True), sample(True)]),
-        unlabeled=dict(
-            inputs=dict(weak=weak, strong=[255 - img for img in weak]),
-            data_samples=dict(weak=[sample(False), sample(False)],
-                              strong=[sample(False), sample(False)])))
-
-
 def u2pl_cfg():
-    return tiny_mean_teacher_cfg(
-        cutmix=dict(prob=1.0),
-        rep_head=dict(type='RepresentationHead', in_channels=16,
-                      channels=8, num_convs=1, dropout_ratio=0.0),
-        contrastive_loss=dict(
-            type='U2PLContrastiveLoss', num_classes=3, feat_channels=8,
-            num_anchors=4, num_negatives=6, anchor_prob_threshold=0.0,
-            low_rank=1, high_rank=3, queue_size=64, loss_weight=0.1))
+    return tiny_u2pl_cfg(cutmix=dict(prob=1.0))
 
 
 def rml_cfg():
@@ -142,7 +108,7 @@ def test_two_bf16_steps_on_cpu(cpu_only, cfg, students, unsup_key):
               for name in students}
     for step in range(2):
         model.train()
-        log_vars = model.train_step(raw_semi_batch(step), wrapper)
+        log_vars = model.train_step(tiny_raw_semi_batch(step), wrapper)
         assert unsup_key in log_vars
         for key, value in log_vars.items():
             assert torch.isfinite(value.detach()).all(), (key, value)

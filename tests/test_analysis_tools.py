@@ -421,6 +421,18 @@ def test_summarize_benchmark_table(tmp_path):
     assert Image.open(chart_file).size == (700, 400)
 
 
+def test_summarize_lists_only_compositions_that_ran(tmp_path):
+    bench = tmp_path / 'bench'
+    write_run(bench, 'sup_1-8', [40.0], [60])
+    write_run(bench, 'rml-u2pl_1-8', [44.5], [120])
+    write_run(bench, 'mt-pspnet_1-8', [], [60])  # trained, not tested
+    table_file, _ = summarize.summarize(str(bench), str(tmp_path / 'out'))
+    table = open(table_file).read()
+    assert '| RML + U2PL contrastive head | 1/8 | 44.50 | +4.50 | 2.0 min |' \
+        in table
+    assert 'PSPNet' not in table and 'rectifier' not in table
+
+
 def test_summarize_errors_without_results(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope does not exist'):
         summarize.summarize(str(tmp_path / 'nope'), str(tmp_path))

@@ -8,13 +8,12 @@ import torch
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
-from mmengine.structures import PixelData
 from torch import nn
 
 import mmseg_semi  # noqa: F401
-from helpers import single_thread, tiny_mean_teacher_cfg  # noqa: F401
+from helpers import (single_thread, tiny_mean_teacher_cfg,  # noqa: F401
+                     tiny_raw_semi_batch)
 from mmseg.registry import MODELS, OPTIM_WRAPPERS
-from mmseg.structures import SegDataSample
 from mmseg_semi.engine.hooks import EMATeacherHook
 from mmseg_semi.engine.optimizers import FiniteLossOptimWrapper
 from mmseg_semi.engine.optimizers.finite_loss_guard import (
@@ -180,31 +179,6 @@ def test_nonfinite_loss_terms_reads_lists_and_skips_stats():
 
 
 # ------------------------------------------- a mean teacher (U2PL path)
-def raw_semi_batch():
-    generator = torch.Generator().manual_seed(0)
-
-    def image():
-        return torch.randint(0, 256, (3, 32, 32), generator=generator,
-                             dtype=torch.uint8)
-
-    def sample(labeled):
-        data_sample = SegDataSample(
-            metainfo=dict(img_shape=(32, 32), ori_shape=(32, 32)))
-        if labeled:
-            data_sample.gt_sem_seg = PixelData(data=torch.randint(
-                0, 3, (1, 32, 32), generator=generator))
-        return data_sample
-
-    weak = [image(), image()]
-    return dict(
-        labeled=dict(inputs=[image(), image()],
-                     data_samples=[sample(True), sample(True)]),
-        unlabeled=dict(
-            inputs=dict(weak=weak, strong=[255 - img for img in weak]),
-            data_samples=dict(weak=[sample(False), sample(False)],
-                              strong=[sample(False), sample(False)])))
-
-
 def mean_teacher_with_nan_unsup_loss(nonfinite_loss):
     torch.manual_seed(0)
     model = MODELS.build(ConfigDict(tiny_mean_teacher_cfg()))
@@ -230,14 +204,14 @@ def run_ema_hook(model, wrapper, iteration=3):
 def test_mean_teacher_nan_raises_with_the_unsup_term():
     model, wrapper = mean_teacher_with_nan_unsup_loss('raise')
     with pytest.raises(FloatingPointError, match='unsup_loss_ce=nan') as e:
-        model.train_step(raw_semi_batch(), wrapper)
+        model.train_step(tiny_raw_semi_batch(), wrapper)
     assert 'sup_decode.loss_ce' not in str(e.value)
 
 
 def test_mean_teacher_nan_step_is_skipped_with_teacher_untouched():
     model, wrapper = mean_teacher_with_nan_unsup_loss('skip')
     student, teacher = params(model.student), snapshot(model.teacher)
-    model.train_step(raw_semi_batch(), wrapper)
+    model.train_step(tiny_raw_semi_batch(), wrapper)
     run_ema_hook(model, wrapper)
     assert_same(student, params(model.student))
     after = snapshot(model.teacher)

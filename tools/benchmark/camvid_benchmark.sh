@@ -10,7 +10,10 @@
 # Environment:
 #   MMSEG_SEMI_CAMVID_ROOT  CamVid root (default ../shared/data/camvid)
 #   PYTHON                  interpreter (default python)
-#   METHODS, SPLITS         subsets, e.g. METHODS="sup u2pl" SPLITS="1-8"
+#   METHODS, SPLITS         subsets, e.g. METHODS="sup u2pl" SPLITS="1-8";
+#                           the compositions of configs/composition/ (1/8
+#                           only): METHODS="sup rml-u2pl u2pl-rect
+#                           mt-segformer mt-pspnet" SPLITS=1-8
 #   RML_PREDICT_ON          RML network to test (default teacher1; or
 #                           teacher2, ensemble)
 #
@@ -41,14 +44,21 @@ config_of() {  # method split -> config path
     mt) echo "configs/mean_teacher/mean-teacher_deeplabv3plus_$name" ;;
     u2pl) echo "configs/u2pl/u2pl_deeplabv3plus_$name" ;;
     rml) echo "configs/rml/rml_deeplabv3plus_$name" ;;
-    *) echo "unknown method '$1' (sup, mt, u2pl, rml)" >&2; return 1 ;;
+    # Compositions (configs/composition/, 1/8 split only).
+    rml-u2pl) echo "configs/composition/rml_u2pl-contrast_deeplabv3plus_$name" ;;
+    u2pl-rect)
+      echo "configs/composition/u2pl_prototype-rectifier_deeplabv3plus_$name" ;;
+    mt-segformer) echo "configs/composition/mean-teacher_segformer_mit-b0_${name#effnetlite0-d16_}" ;;
+    mt-pspnet) echo "configs/composition/semi-from-mmseg_pspnet_r18-d8_${name#effnetlite0-d16_}" ;;
+    *) echo "unknown method '$1' (sup, mt, u2pl, rml, rml-u2pl, u2pl-rect," \
+         "mt-segformer, mt-pspnet)" >&2; return 1 ;;
   esac
 }
 
 predict_of() {  # method -> test.py arguments
   case $1 in
     sup) ;;
-    rml) echo "--predict-on ${RML_PREDICT_ON:-teacher1}" ;;
+    rml | rml-u2pl) echo "--predict-on ${RML_PREDICT_ON:-teacher1}" ;;
     *) echo "--predict-on teacher" ;;
   esac
 }

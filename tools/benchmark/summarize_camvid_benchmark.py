@@ -27,6 +27,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 #: (run-name prefix, display name), in table order; 'sup' is the baseline.
 METHODS = (('sup', 'supervised only'), ('mt', 'mean teacher'),
            ('u2pl', 'U2PL'), ('rml', 'RML'))
+#: configs/composition/ runs, listed only when a work dir has results.
+COMPOSITION_METHODS = (('rml-u2pl', 'RML + U2PL contrastive head'),
+                       ('u2pl-rect', 'U2PL + prototype rectifier'),
+                       ('mt-segformer', 'mean teacher, SegFormer MiT-B0'),
+                       ('mt-pspnet', 'mean teacher, mmseg PSPNet-R18'))
 #: Split names as in the run names and configs (labeled fraction).
 SPLITS = ('1-8', '1-4')
 BASELINE = 'sup'
@@ -200,6 +205,13 @@ def plot_results(results: Dict[Tuple[str, str], dict],
 def summarize(bench_dir: str, out_dir: str) -> Tuple[str, str]:
     """Write ``results.md`` and ``results.png`` for a benchmark dir."""
     results = collect_results(bench_dir)
+    compositions = collect_results(bench_dir, COMPOSITION_METHODS)
+    methods = list(METHODS) + [
+        (method, name) for method, name in COMPOSITION_METHODS
+        if any(compositions[(method, split)]['miou'] is not None
+               for split in SPLITS)
+    ]
+    results.update(compositions)
     if all(r['miou'] is None for r in results.values()):
         runs = ', '.join(f'{m}_{s}' for m, _ in METHODS for s in SPLITS)
         raise FileNotFoundError(
@@ -210,8 +222,8 @@ def summarize(bench_dir: str, out_dir: str) -> Tuple[str, str]:
     chart_file = osp.join(out_dir, 'results.png')
     with open(table_file, 'w') as file:
         file.write(f'CamVid test mIoU ({osp.abspath(bench_dir)})\n\n')
-        file.write(results_table(results))
-    plot_results(results, chart_file)
+        file.write(results_table(results, methods))
+    plot_results(results, chart_file, methods)
     return table_file, chart_file
 
 
