@@ -18,12 +18,11 @@ import pytest
 import torch
 from helpers import (CONFIG_DIR, REPO_ROOT, seg_preprocessor,  # noqa: F401
                      single_thread, tiny_camvid_run_config,
-                     tiny_segmentor_cfg)
+                     tiny_contrastive_loss_cfg, tiny_rep_head_cfg,
+                     tiny_segmentor_cfg, tiny_semi_inputs)
 from mmengine.config import Config, ConfigDict
 from mmengine.hooks import Hook
-from mmengine.structures import PixelData
 from mmseg.registry import HOOKS, MODELS
-from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 
 import mmseg_semi  # noqa: F401
@@ -62,20 +61,8 @@ def tiny_dual_u2pl_cfg(**kwargs) -> ConfigDict:
         rectifier=None,
         pseudo_labeler=dict(type='EntropyPseudoLabeler', alpha_0=0.2),
         cutmix=None,
-        rep_head=dict(
-            type='RepresentationHead',
-            channels=REP,
-            num_convs=1,
-            dropout_ratio=0.0),
-        contrastive_loss=dict(
-            type='U2PLContrastiveLoss',
-            feat_channels=REP,
-            num_anchors=4,
-            num_negatives=6,
-            anchor_prob_threshold=0.0,
-            low_rank=1,
-            high_rank=3,
-            queue_size=64))
+        rep_head=tiny_rep_head_cfg(channels=REP),
+        contrastive_loss=tiny_contrastive_loss_cfg(feat_channels=REP))
     cfg.update(kwargs)
     # ConfigDict: mmseg reads test_cfg.mode as an attribute.
     return ConfigDict(copy.deepcopy(cfg))
@@ -89,34 +76,8 @@ def build(cfg):
     return model
 
 
-def samples(batch, seed):
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(batch):
-        sample = SegDataSample(
-            metainfo=dict(
-                img_shape=(SIZE, SIZE),
-                ori_shape=(SIZE, SIZE),
-                pad_shape=(SIZE, SIZE),
-                padding_size=[0, 0, 0, 0]))
-        sample.gt_sem_seg = PixelData(
-            data=torch.randint(
-                0, NUM_CLASSES, (1, SIZE, SIZE), generator=generator))
-        out.append(sample)
-    return out
-
-
 def semi_batch(batch=2):
-    generator = torch.Generator().manual_seed(0)
-    inputs = {
-        view: torch.randn(batch, 3, SIZE, SIZE, generator=generator)
-        for view in ('labeled', 'weak')
-    }
-    inputs['strong'] = inputs['weak'] * 0.8 + 0.1
-    return inputs, {
-        view: samples(batch, seed)
-        for seed, view in enumerate(('labeled', 'weak', 'strong'))
-    }
+    return tiny_semi_inputs(batch, seed=0, size=SIZE)
 
 
 class CallRecorder:

@@ -16,10 +16,10 @@ import re
 
 import pytest
 import torch
+from helpers import (config_environment, config_loader,  # noqa: F401
+                     find_transforms, leaf_datasets, plain)
 from mmengine.config import Config
-from mmengine.config import config as mmengine_config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 from mmseg.models import SegDataPreProcessor
@@ -128,59 +128,7 @@ OHEM = dict(type='OHEMPixelSampler', thresh=0.7, min_kept=50000)
 INPUT_SIZE = 65
 
 
-@pytest.fixture(scope='module', autouse=True)
-def environment():
-    """mmseg scope, one torch thread, fast `mmseg::` base lookups.
-
-    One thread: on a shared 2-core machine, OpenMP threads competing with
-    other processes make R-101 steps tens of times slower. mmengine resolves
-    every `mmseg::` base by first loading all of mmseg's model-zoo metafiles
-    (about 0.5 s each time); the result only depends on the arguments, so it
-    is cached for the module.
-    """
-    init_default_scope('mmseg')
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    lookup = mmengine_config._get_external_cfg_path
-    results = {}
-
-    def cached_lookup(package_path, cfg_file):
-        key = (package_path, cfg_file)
-        if key not in results:
-            try:
-                results[key] = lookup(package_path, cfg_file)
-            except ValueError as error:  # a base config, not a model config
-                results[key] = error
-        if isinstance(results[key], ValueError):
-            raise ValueError(*results[key].args)
-        return results[key]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mmengine_config, '_get_external_cfg_path',
-                      cached_lookup)
-        yield
-    torch.set_num_threads(threads)
-
-
-_CONFIGS = {}
-
-
-def load(relpath: str) -> Config:
-    """Parse a config once per module (tests must not modify it)."""
-    if relpath not in _CONFIGS:
-        _CONFIGS[relpath] = Config.fromfile(osp.join(CONFIG_DIR, relpath))
-    return _CONFIGS[relpath]
-
-
-def plain(node):
-    """ConfigDict/tuple tree -> plain dicts and lists (for comparisons)."""
-    if hasattr(node, 'to_dict'):
-        node = node.to_dict()
-    if isinstance(node, dict):
-        return {k: plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [plain(v) for v in node]
-    return node
+load = config_loader(CONFIG_DIR)
 
 
 def drop_remote_weights(node) -> None:
@@ -229,26 +177,6 @@ def build(relpath: str):
     if 'unsup_start_iter' in model_cfg:
         model.unsup_start_iter = model_cfg['unsup_start_iter']
     return model
-
-
-def find_transforms(pipeline, transform_type):
-    """Transforms of a type in a pipeline, MultiBranch branches included."""
-    found = []
-    for transform in pipeline:
-        if transform.get('type') == transform_type:
-            found.append(transform)
-        for branch in transform.get('branches', {}).values():
-            found += find_transforms(branch, transform_type)
-    return found
-
-
-def leaf_datasets(dataset):
-    """The mmseg datasets inside (possibly nested) dataset wrappers."""
-    if 'datasets' in dataset:
-        return [d for sub in dataset['datasets'] for d in leaf_datasets(sub)]
-    if 'dataset' in dataset:
-        return leaf_datasets(dataset['dataset'])
-    return [dataset]
 
 
 def unlabeled_dataloader(cfg: Config):

@@ -4,11 +4,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_segmentor_cfg
+from helpers import (tiny_labeled_samples, tiny_segmentor_cfg,
+                     tiny_semi_inputs)
 from mmengine.config import ConfigDict
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 from torch import nn
 
@@ -239,34 +238,11 @@ def test_classifier_in_channels_needs_an_int_in_channels():
 
 # ---------------------------------------------------- inside RML's model
 def labeled_samples(batch, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    samples = []
-    for _ in range(batch):
-        sample = SegDataSample(
-            metainfo=dict(
-                img_shape=(SIZE, SIZE),
-                ori_shape=(SIZE, SIZE),
-                pad_shape=(SIZE, SIZE),
-                padding_size=[0, 0, 0, 0]))
-        sample.gt_sem_seg = PixelData(
-            data=torch.randint(
-                0, NUM_CLASSES, (1, SIZE, SIZE), generator=generator))
-        samples.append(sample)
-    return samples
+    return tiny_labeled_samples(batch, seed, SIZE, NUM_CLASSES)
 
 
 def semi_batch(batch=2, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    inputs = {
-        view: torch.randn(batch, 3, SIZE, SIZE, generator=generator)
-        for view in ('labeled', 'weak')
-    }
-    inputs['strong'] = inputs['weak'] * 0.8 + 0.1
-    samples = {
-        view: labeled_samples(batch, seed + offset)
-        for offset, view in enumerate(('labeled', 'weak', 'strong'))
-    }
-    return inputs, samples
+    return tiny_semi_inputs(batch, seed, SIZE)
 
 
 def test_two_rml_training_steps_with_deeplabv2_students():

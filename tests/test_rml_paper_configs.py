@@ -14,11 +14,10 @@ from fractions import Fraction
 
 import pytest
 import torch
-from helpers import CONFIG_DIR, REPO_ROOT
+from helpers import (CONFIG_DIR, REPO_ROOT, config_loader, find_transforms,
+                     plain, tiny_labeled_samples)
 from mmengine.config import Config, ConfigDict
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 
 import mmseg_semi  # noqa: F401
@@ -75,35 +74,12 @@ def load_split_tool():
     return module
 
 
-_CONFIGS = {}
+_load = config_loader(RML_DIR)
 
 
 def load(name: str) -> Config:
     """Parse a config once per module (tests must not modify it)."""
-    if name not in _CONFIGS:
-        _CONFIGS[name] = Config.fromfile(osp.join(RML_DIR, name + '.py'))
-    return _CONFIGS[name]
-
-
-def plain(node):
-    if hasattr(node, 'to_dict'):
-        node = node.to_dict()
-    if isinstance(node, dict):
-        return {k: plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [plain(v) for v in node]
-    return node
-
-
-def find_transforms(pipeline, transform_type):
-    """Transforms of a type in a pipeline, MultiBranch branches included."""
-    found = []
-    for transform in pipeline:
-        if transform.get('type') == transform_type:
-            found.append(transform)
-        for branch in transform.get('branches', {}).values():
-            found += find_transforms(branch, transform_type)
-    return found
+    return _load(name + '.py')
 
 
 # ------------------------------------------------------------ every config
@@ -300,20 +276,7 @@ def build_on_cpu(name: str):
 
 
 def tiny_samples(num_classes, seed):
-    generator = torch.Generator().manual_seed(seed)
-    samples = []
-    for _ in range(2):
-        sample = SegDataSample(
-            metainfo=dict(
-                img_shape=(TINY, TINY),
-                ori_shape=(TINY, TINY),
-                pad_shape=(TINY, TINY),
-                padding_size=[0, 0, 0, 0]))
-        sample.gt_sem_seg = PixelData(
-            data=torch.randint(
-                0, num_classes, (1, TINY, TINY), generator=generator))
-        samples.append(sample)
-    return samples
+    return tiny_labeled_samples(2, seed, TINY, num_classes)
 
 
 def one_training_step(model, num_classes):

@@ -15,10 +15,10 @@ import os.path as osp
 
 import pytest
 import torch
+from helpers import (config_environment, config_loader,  # noqa: F401
+                     leaf_datasets, plain)
 from mmengine.config import Config
-from mmengine.config import config as mmengine_config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 from mmseg.models import SegDataPreProcessor
@@ -30,20 +30,21 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 HEADS_BASE = osp.join('_base_', 'models', 'u2pl_r101_heads.py')
 HEADS_BASE_KEYS = {
-    'u2pl_rep_channels', 'u2pl_rep_head', 'u2pl_contrastive_loss'
+    'u2pl_rep_channels', 'u2pl_rep_head', 'u2pl_contrastive_loss',
+    'find_unused_parameters'
 }
 
+# Both VOC protocols train alike (the paper's Sec. 4.1).
+VOC_SETTINGS = dict(
+    schedule='80e', crop=(513, 513), num_classes=21, lr=0.001,
+    head_lr_mult=10.)
 # Per dataset: (labeled, unlabeled) images of each split, and max_iters =
 # epochs * ceil(unlabeled / 16) worked out by hand (U2PL resamples both
 # lists to the unlabeled count per epoch; batch 16 = 8 GPUs x 2).
 DATASETS = {
     'voc12-classic':
     dict(
-        schedule='80e',
-        crop=(513, 513),
-        num_classes=21,
-        lr=0.001,
-        head_lr_mult=10.,
+        **VOC_SETTINGS,
         split_dir='splits/voc-classic',
         splits={
             '1-16': (92, 10490, 52480),  # 80 * 656
@@ -54,11 +55,7 @@ DATASETS = {
         }),
     'voc12-blender':
     dict(
-        schedule='80e',
-        crop=(513, 513),
-        num_classes=21,
-        lr=0.001,
-        head_lr_mult=10.,
+        **VOC_SETTINGS,
         split_dir='splits/voc-blender',
         splits={
             '1-16': (662, 9920, 49600),  # 80 * 620
@@ -108,68 +105,7 @@ def mean_teacher_path(dataset: str, split: str) -> str:
                     config_name('mean-teacher_', dataset, split))
 
 
-@pytest.fixture(scope='module', autouse=True)
-def environment():
-    """mmseg scope, one torch thread, `mmseg::` base lookups done once.
-
-    mmengine resolves each `mmseg::` base by reading all of mmseg's
-    metafiles (about half a second); the answer only depends on the
-    arguments, so it is memoised for this module, errors included (a
-    `_base_` fragment is not a model-zoo config and raises ValueError).
-    """
-    init_default_scope('mmseg')
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    lookup = mmengine_config._get_external_cfg_path
-    answers = {}
-
-    def memoised_lookup(package_path, cfg_file):
-        key = (package_path, cfg_file)
-        if key not in answers:
-            try:
-                answers[key] = (lookup(package_path, cfg_file), None)
-            except ValueError as error:
-                answers[key] = (None, error.args)
-        path, error_args = answers[key]
-        if error_args is not None:
-            raise ValueError(*error_args)
-        return path
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mmengine_config, '_get_external_cfg_path',
-                      memoised_lookup)
-        yield
-    torch.set_num_threads(threads)
-
-
-_LOADED = {}
-
-
-def load(relpath: str) -> Config:
-    """Parse a config once per module; tests must not modify it."""
-    if relpath not in _LOADED:
-        _LOADED[relpath] = Config.fromfile(osp.join(CONFIG_DIR, relpath))
-    return _LOADED[relpath]
-
-
-def plain(node):
-    """ConfigDict/tuple tree -> plain dicts and lists (for comparisons)."""
-    if hasattr(node, 'to_dict'):
-        node = node.to_dict()
-    if isinstance(node, dict):
-        return {k: plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [plain(v) for v in node]
-    return node
-
-
-def leaf_datasets(dataset: dict) -> list:
-    """The mmseg datasets inside (possibly nested) dataset wrappers."""
-    if 'datasets' in dataset:
-        return [d for sub in dataset['datasets'] for d in leaf_datasets(sub)]
-    if 'dataset' in dataset:
-        return leaf_datasets(dataset['dataset'])
-    return [dataset]
+load = config_loader(CONFIG_DIR)
 
 
 def random_crop(dataset: dict) -> tuple:
@@ -193,6 +129,8 @@ def test_heads_base_defines_only_u2pl_names():
     assert set(cfg.keys()) == HEADS_BASE_KEYS
     assert cfg.u2pl_rep_channels == 256
     assert 'num_classes' not in cfg.u2pl_contrastive_loss
+    # DDP must tolerate the idle representation head during the warm-up.
+    assert cfg.find_unused_parameters is True
 
 
 # ------------------------------------------- only what U2PL adds, per config

@@ -2,7 +2,7 @@
 memory bank state, prototype rectifier option, and build-time errors."""
 import pytest
 import torch
-from helpers import tiny_mean_teacher_cfg
+from helpers import tiny_mean_teacher_cfg, tiny_u2pl_cfg
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
@@ -18,26 +18,7 @@ REP = 8
 
 
 def u2pl_cfg(**kwargs):
-    cfg = tiny_mean_teacher_cfg(
-        rep_head=dict(
-            type='RepresentationHead',
-            in_channels=16,
-            channels=REP,
-            num_convs=1,
-            dropout_ratio=0.0),
-        contrastive_loss=dict(
-            type='U2PLContrastiveLoss',
-            num_classes=NUM_CLASSES,
-            feat_channels=REP,
-            num_anchors=4,
-            num_negatives=6,
-            anchor_prob_threshold=0.0,
-            low_rank=1,
-            high_rank=3,
-            queue_size=64,
-            loss_weight=0.1))
-    cfg.update(kwargs)
-    return cfg
+    return tiny_u2pl_cfg(**kwargs)
 
 
 def samples(batch, with_gt, img_shape=(SIZE, SIZE)):

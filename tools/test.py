@@ -54,10 +54,12 @@ def build_config(args) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     if args.predict_on is not None:
-        if 'segmentor' not in cfg.model:
+        if not any(key in cfg.model
+                   for key in ('segmentor', 'segmentor1')):
             raise ValueError(
                 f'--predict-on {args.predict_on}: {args.config} is not a '
-                'semi-supervised config (its model has no segmentor)')
+                'semi-supervised config (its model has no segmentor or '
+                'segmentor1)')
         cfg.model.predict_on = args.predict_on
     if args.show_dir or args.out:
         hooks = cfg.default_hooks

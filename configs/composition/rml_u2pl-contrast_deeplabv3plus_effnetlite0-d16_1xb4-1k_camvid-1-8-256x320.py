@@ -31,3 +31,6 @@ model = dict(
         high_rank=20,
         queue_size=30000,
         loss_weight=0.1))
+# The representation heads idle during the supervised warm-up: see
+# ../u2pl/u2pl_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py.
+find_unused_parameters = True

@@ -24,20 +24,9 @@ segmentor = dict(
 model = dict(
     data_preprocessor=data_preprocessor,
     segmentor1=segmentor,
-    segmentor2=segmentor,
-    # Supervised-only warm-up (an assumption: ImageNet-initialised teachers
-    # label noise at first); the EMA hook copies each student into its
-    # teacher until then.
-    unsup_start_iter=2000)
+    segmentor2=segmentor)
 split_dir = 'splits/voc-blender/1-100_seed0'
 train_dataloader = dict(dataset=dict(ann_file=split_dir + '/labeled.txt'))
-train_cfg = dict(
-    type='SemiIterBasedTrainLoop',
-    unlabeled_dataloader={{_base_.unlabeled_dataloader}})
-# Reports teacher1/, student1/, teacher2/, student2/ and ensemble/ metrics.
-val_cfg = dict(type='TeacherStudentValLoop')
-# 0.999 rather than the CamVid configs' 0.99: tens of thousands of steps
-# (the mean-teacher value for long schedules).
-custom_hooks = [dict(type='EMATeacherHook', decay=0.999, warmup=True)]
-default_hooks = dict(
-    checkpoint=dict(save_best='teacher1/mIoU', rule='greater'))
+# The semi loop, the teacher/student validation and the EMA hook come with
+# rml_sgd_poly_40k.py; only the unlabeled data is the dataset's.
+train_cfg = dict(unlabeled_dataloader={{_base_.unlabeled_dataloader}})

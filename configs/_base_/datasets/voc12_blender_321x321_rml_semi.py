@@ -44,16 +44,8 @@ unlabeled_pipeline = [
         keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='MultiBranch',
-        branches=dict(
-            weak=[dict(type='PackSegInputs')],
-            strong=[
-                dict(type='RandomColorJitter', prob=0.8),
-                dict(type='RandomGrayscale', prob=0.2),
-                dict(type='RandomGaussianBlur', prob=0.5),
-                dict(type='PackSegInputs'),
-            ])),
+    # The weak and strong views of the base's unlabeled pipeline.
+    _base_.unlabeled_pipeline[-1],
 ]
 # Whole images at their original size, one per batch.
 test_pipeline = [

@@ -27,4 +27,8 @@ model = dict(
     unsup1_peer_weight=1.0,
     unsup2_own_weight=1.0,
     unsup2_peer_weight=1.0,
-    predict_on='teacher1')
+    predict_on='teacher1',
+    # Supervised-only warm-up (an assumption: ImageNet-initialised teachers
+    # label noise at first); the EMA hook copies each student into its
+    # teacher until then.
+    unsup_start_iter=2000)

@@ -41,3 +41,7 @@ u2pl_contrastive_loss = dict(
     high_rank=20,
     queue_size=30000,  # per class (Eq. 16)
     loss_weight=0.1)  # lambda_c (Eq. 1)
+# The representation head gets no gradient during the supervised-only
+# warm-up (unsup_start_iter), which DDP refuses at the next step unless it
+# looks for unused parameters.
+find_unused_parameters = True

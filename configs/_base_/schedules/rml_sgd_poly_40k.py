@@ -18,9 +18,12 @@ param_scheduler = [
         end=max_iters,
         by_epoch=False)
 ]
+# Both stages train two students on labeled and unlabeled batches (the
+# run configs add the dataset's unlabeled_dataloader).
 train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=4000)
-val_cfg = dict(type='ValLoop')
+    type='SemiIterBasedTrainLoop', max_iters=max_iters, val_interval=4000)
+# Reports teacher1/, student1/, teacher2/, student2/ and ensemble/ metrics.
+val_cfg = dict(type='TeacherStudentValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -30,6 +33,11 @@ default_hooks = dict(
     # iter_40000.pth.
     checkpoint=dict(
         type='CheckpointHook', by_epoch=False, interval=4000,
-        max_keep_ckpts=2),
+        max_keep_ckpts=2,
+        save_best='teacher1/mIoU',
+        rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
+# 0.999 rather than the CamVid configs' 0.99: tens of thousands of steps
+# (the mean-teacher value for long schedules).
+custom_hooks = [dict(type='EMATeacherHook', decay=0.999, warmup=True)]
