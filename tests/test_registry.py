@@ -3,7 +3,8 @@ and each registered name resolves to the class defined in this package."""
 import importlib
 
 import pytest
-from mmseg.registry import DATASETS, HOOKS, LOOPS, MODELS, TRANSFORMS
+from mmseg.registry import (DATASETS, HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS,
+                            TRANSFORMS)
 
 import mmseg_semi  # noqa: F401
 
@@ -11,16 +12,18 @@ COMPONENTS = {
     DATASETS: ['CamVidDataset'],
     TRANSFORMS: [
         'MultiBranch', 'RandomColorJitter', 'RandomGrayscale',
-        'RandomGaussianBlur', 'RandAugmentPhotometric'
+        'RandomGaussianBlur', 'RandAugmentPhotometric',
+        'LoadCheckedAnnotations'
     ],
     MODELS: [
         'EfficientNetLite', 'MultiBranchDataPreprocessor',
         'MeanTeacherSegmentor', 'DualStudentSegmentor',
         'EntropyPseudoLabeler', 'ConfidencePseudoLabeler',
         'PrototypeRectifier', 'RepresentationHead', 'U2PLContrastiveLoss',
-        'ClassMemoryBank'
+        'ClassMemoryBank', 'DeepLabV2Head'
     ],
     HOOKS: ['EMATeacherHook'],
+    OPTIM_WRAPPERS: ['FiniteLossOptimWrapper', 'AnyDeviceAmpOptimWrapper'],
     LOOPS: ['SemiIterBasedTrainLoop', 'TeacherStudentValLoop'],
 }
 
