@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...utils.compat import class_weighted_avg_factor
+
 
 def pixel_entropy(probs: Tensor, dim: int = 1, eps: float = 1e-10) -> Tensor:
     """Per-pixel Shannon entropy of class probabilities (U2PL Eq. 5).
@@ -220,12 +222,12 @@ def pseudo_label_cross_entropy(logits: Tensor,
         ignore_index=ignore_index,
         reduction='sum')
     if class_weight is not None:
-        labeled = labels != ignore_index
-        safe = torch.where(labeled, labels, torch.zeros_like(labels))
-        weight_sum = (class_weight.float()[safe] * labeled).sum()
+        num_labeled = (labels != ignore_index).sum()
+        weight_sum = class_weighted_avg_factor(labels, class_weight.float(),
+                                               ignore_index)
         # Rescale to mean weight 1 over the labeled pixels; an all-ignored
         # batch has summed == 0 and stays 0.
-        summed = summed * labeled.sum() / weight_sum.clamp_min(1e-12)
+        summed = summed * num_labeled / weight_sum.clamp_min(1e-12)
     return summed / labels.numel()
 
 
