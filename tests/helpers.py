@@ -10,10 +10,14 @@ import copy
 import os
 import os.path as osp
 import socket
+import time
+from datetime import timedelta
 from typing import Callable, Optional, Sequence
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from mmengine.config import Config
 from mmengine.config import config as mmengine_config
 from mmengine.registry import init_default_scope
@@ -105,6 +109,46 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gloo_group(rank: int, world_size: int, init_method: str):
+    """A gloo process group for one spawned worker, torn down safely.
+
+    Collectives give up after two minutes instead of torch's thirty, and
+    every rank waits at a barrier before any leaves, so a fast rank never
+    tears down the group under a peer's last collective.
+    """
+    dist.init_process_group(
+        'gloo', init_method=init_method, rank=rank, world_size=world_size,
+        timeout=timedelta(seconds=120))
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_gloo_workers(worker: Callable, *args, nprocs: int = 2,
+                       timeout: float = 300) -> None:
+    """Run ``worker(rank, nprocs, init_method, *args)`` in ``nprocs``
+    processes.
+
+    As ``mp.spawn``, with a TCP store on loopback (as torchrun's) and a
+    deadline: workers still running after ``timeout`` seconds are killed and
+    the test fails, instead of hanging the suite.
+    """
+    init_method = f'tcp://127.0.0.1:{free_port()}'
+    context = mp.start_processes(
+        worker, args=(nprocs, init_method) + args, nprocs=nprocs,
+        join=False, start_method='spawn')
+    deadline = time.monotonic() + timeout
+    # join() re-raises a worker's exception and is True once all have exited.
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f'{nprocs} gloo workers ran over {timeout} s')
 
 
 def tiny_camvid_run_config(base_config: str,

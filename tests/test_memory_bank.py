@@ -3,13 +3,12 @@ import os
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmseg.registry import MODELS
 
 from mmseg_semi.models.utils.class_memory_bank import (ClassMemoryBank,
                                                        fifo_write_slots,
                                                        random_subset_per_class)
+from helpers import gloo_group, spawn_gloo_workers
 
 
 def scalar_keys(*values):
@@ -256,26 +255,19 @@ def test_registry_builds_the_bank():
     assert bank.max_push_per_class == 5
 
 
-def _ddp_worker(rank, world_size, init_file, out_dir, cap):
-    dist.init_process_group('gloo', init_method=f'file://{init_file}',
-                            rank=rank, world_size=world_size)
-    try:
+def _ddp_worker(rank, world_size, init_method, out_dir, cap):
+    with gloo_group(rank, world_size, init_method):
         bank = ClassMemoryBank(num_classes=2, queue_size=6, feat_channels=1,
                                max_push_per_class=cap)
         # Rank r pushes keys 10r+1..10r+3; class 1 only gets the last one.
         keys = scalar_keys(*(10 * rank + k for k in (1, 2, 3)))
         bank.push(keys, mask([True, True, True], [False, False, True]))
         torch.save(bank.state_dict(), os.path.join(out_dir, f'{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize('cap', [None, 3])
 def test_ddp_push_gathers_all_ranks_in_rank_order(tmp_path, cap):
-    world_size = 2
-    mp.spawn(_ddp_worker,
-             args=(world_size, str(tmp_path / 'init'), str(tmp_path), cap),
-             nprocs=world_size, join=True)
+    spawn_gloo_workers(_ddp_worker, str(tmp_path), cap)
     states = [torch.load(tmp_path / f'{rank}.pth') for rank in range(2)]
     for name in ('keys', 'ptr', 'count'):
         assert torch.equal(states[0][name], states[1][name]), name

@@ -5,7 +5,6 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmseg.registry import MODELS
 
 from mmseg_semi.models.pseudo_labelers import PrototypeRectifier
@@ -13,6 +12,7 @@ from mmseg_semi.models.utils.prototype_functional import (
     argmax_change_fraction, class_feature_means, ema_update_class_prior,
     ema_update_prototypes, prototype_class_weights, prototype_distances,
     rectify_probabilities)
+from helpers import gloo_group, spawn_gloo_workers
 
 E = math.exp(-1.0)
 # exp(-sqrt 2): weight factor for a prototype at distance sqrt 2.
@@ -477,37 +477,31 @@ def test_rectifier_rejects_bad_arguments():
 # --------------------------------------------------------------------------
 
 
-def _ddp_worker(rank, world_size, init_file, out_dir):
-    dist.init_process_group(
-        'gloo', init_method=f'file://{init_file}', rank=rank,
-        world_size=world_size)
-    calls = []
-    all_reduce = dist.all_reduce
+def _ddp_worker(rank, world_size, init_method, out_dir):
+    with gloo_group(rank, world_size, init_method):
+        calls = []
+        all_reduce = dist.all_reduce
 
-    def counting_all_reduce(tensor, *args, **kwargs):
-        calls.append(tuple(tensor.shape))
-        return all_reduce(tensor, *args, **kwargs)
+        def counting_all_reduce(tensor, *args, **kwargs):
+            calls.append(tuple(tensor.shape))
+            return all_reduce(tensor, *args, **kwargs)
 
-    dist.all_reduce = counting_all_reduce
-    rectifier = PrototypeRectifier(num_classes=3, feat_channels=2,
-                                   momentum=0.5)
-    if rank == 0:  # two pixels of class 0
-        feats = pixels([1.0, 0.0], [3.0, 0.0])
-        probs = pixels([0.9, 0.1, 0.0], [0.9, 0.1, 0.0])
-    else:  # one pixel of class 0, one of class 1
-        feats = pixels([5.0, 3.0], [0.0, 4.0])
-        probs = pixels([0.9, 0.1, 0.0], [0.1, 0.9, 0.0])
-    rectifier.update(feats, probs)
-    torch.save({'state': rectifier.state_dict(), 'calls': calls},
-               os.path.join(out_dir, f'rank{rank}.pth'))
-    dist.destroy_process_group()
+        dist.all_reduce = counting_all_reduce
+        rectifier = PrototypeRectifier(num_classes=3, feat_channels=2,
+                                       momentum=0.5)
+        if rank == 0:  # two pixels of class 0
+            feats = pixels([1.0, 0.0], [3.0, 0.0])
+            probs = pixels([0.9, 0.1, 0.0], [0.9, 0.1, 0.0])
+        else:  # one pixel of class 0, one of class 1
+            feats = pixels([5.0, 3.0], [0.0, 4.0])
+            probs = pixels([0.9, 0.1, 0.0], [0.1, 0.9, 0.0])
+        rectifier.update(feats, probs)
+        torch.save({'state': rectifier.state_dict(), 'calls': calls},
+                   os.path.join(out_dir, f'rank{rank}.pth'))
 
 
 def test_rectifier_update_all_reduces_once_across_ranks(tmp_path):
-    mp.spawn(_ddp_worker,
-             args=(2, str(tmp_path / 'init'), str(tmp_path)),
-             nprocs=2,
-             join=True)
+    spawn_gloo_workers(_ddp_worker, str(tmp_path))
     results = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
     for result in results:
         # One collective of the packed (C, D + 1) statistics.

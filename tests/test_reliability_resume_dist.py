@@ -17,13 +17,9 @@ import os.path as osp
 import signal
 import subprocess
 import sys
-import time
-from datetime import timedelta
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmcv.cnn import ConvModule
 from mmengine.config import Config
 from mmengine.dist import get_rank
@@ -38,7 +34,8 @@ from torch.nn.parallel import DistributedDataParallel
 import mmseg_semi  # noqa: F401
 from mmseg_semi.models.segmentors.semi_base_segmentor import forward_logits
 from helpers import (CONFIG_DIR, REPO_ROOT, camvid_root,  # noqa: F401
-                     free_port, seg_preprocessor, single_thread,
+                     free_port, gloo_group, seg_preprocessor,
+                     single_thread, spawn_gloo_workers,
                      tiny_camvid_run_config, tiny_mean_teacher_cfg,
                      tiny_segmentor_cfg)
 from test_train_resume import (load_train_tool,  # noqa: F401
@@ -420,12 +417,7 @@ def student_gradients(model, losses: dict) -> dict:
 
 
 def _ddp_gradient_worker(rank, world_size, init_method, work_dir):
-    # A TCP store on loopback, as torchrun's, and a bounded wait: a rank that
-    # cannot reach the other fails the test instead of hanging the suite.
-    dist.init_process_group(
-        'gloo', init_method=init_method, rank=rank, world_size=world_size,
-        timeout=timedelta(seconds=120))
-    try:
+    with gloo_group(rank, world_size, init_method):
         torch.set_num_threads(1)
         data = torch.load(osp.join(work_dir, 'data.pth'))
         model = build_gradient_model(data['weights'])
@@ -437,8 +429,6 @@ def _ddp_gradient_worker(rank, world_size, init_method, work_dir):
             dict(grads=grads, bank=model.contrastive_loss.memory_bank
                  .state_dict()),
             osp.join(work_dir, f'grads{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
 
 
 def gradient_test_data() -> dict:
@@ -465,19 +455,6 @@ def gradient_test_data() -> dict:
     return dict(images, labels=labels, weights=model.state_dict())
 
 
-def run_workers(fn, args: tuple, nprocs: int, timeout: float = 300) -> None:
-    """``mp.spawn`` with a deadline: kills the workers and fails on expiry."""
-    context = mp.start_processes(
-        fn, args=args, nprocs=nprocs, join=False, start_method='spawn')
-    deadline = time.monotonic() + timeout
-    # join() re-raises a worker's exception; it returns True once all exit.
-    while not context.join(timeout=5):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f'{nprocs} gloo workers ran over {timeout} s')
-
-
 def test_ddp_gradient_equals_one_process_gradient(tmp_path):
     data = gradient_test_data()
     torch.save(data, tmp_path / 'data.pth')
@@ -494,9 +471,7 @@ def test_ddp_gradient_equals_one_process_gradient(tmp_path):
     assert losses['unsup_loss_contrast'] > 0
     assert losses['unsup_reliable_ratio'] == 0.5
 
-    run_workers(_ddp_gradient_worker,
-                args=(2, f'tcp://127.0.0.1:{free_port()}', str(tmp_path)),
-                nprocs=2)
+    spawn_gloo_workers(_ddp_gradient_worker, str(tmp_path))
     ranks = [torch.load(tmp_path / f'grads{r}.pth') for r in (0, 1)]
     assert set(ranks[0]['grads']) == set(expected)
     for name, grad in expected.items():

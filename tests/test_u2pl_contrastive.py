@@ -11,8 +11,6 @@ import os
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
@@ -22,6 +20,7 @@ from mmseg_semi.models.utils.contrastive_functional import (
     anchor_mask, class_positive_keys, class_rank, flatten_pixels,
     gather_pixels, info_nce, labeled_negative_mask, sample_anchor_pixels,
     unlabeled_negative_mask)
+from helpers import gloo_group, spawn_gloo_workers
 
 IGNORE = 255
 
@@ -415,17 +414,13 @@ def test_loss_weight_is_applied_once():
     assert weighted.item() == pytest.approx(0.1 * unit.item(), rel=1e-6)
 
 
-def _ddp_loss_worker(rank, world_size, init_file, out_dir):
-    dist.init_process_group('gloo', init_method=f'file://{init_file}',
-                            rank=rank, world_size=world_size)
-    try:
+def _ddp_loss_worker(rank, world_size, init_method, out_dir):
+    with gloo_group(rank, world_size, init_method):
         scenario = per_class_scenario()
         keys = scenario['queue_keys']
         value = run_per_class_scenario(per_class_loss(), scenario,
                                        keys[1:2], keys[3:4])
         torch.save(value.detach(), os.path.join(out_dir, f'{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
 
 
 def test_loss_weight_is_not_divided_by_world_size_regression(tmp_path):
@@ -433,9 +428,7 @@ def test_loss_weight_is_not_divided_by_world_size_regression(tmp_path):
     scenario = per_class_scenario()
     keys = scenario['queue_keys']
     expected = expected_per_class_loss(scenario, keys[1:2], keys[3:4])
-    mp.spawn(_ddp_loss_worker,
-             args=(2, str(tmp_path / 'init'), str(tmp_path)),
-             nprocs=2, join=True)
+    spawn_gloo_workers(_ddp_loss_worker, str(tmp_path))
     for rank in range(2):
         value = torch.load(tmp_path / f'{rank}.pth')
         assert value.item() == pytest.approx(expected, rel=1e-5)
