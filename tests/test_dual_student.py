@@ -684,6 +684,13 @@ def test_rml_configs_build(config):
     assert model.student1.backbone.drop_path_rate == 0.2
     assert model.student1.decode_head.dropout.p == 0.5
     assert not model.teacher1.training
+    # CamVid's departure from the paper's every-pixel labels (the config
+    # says why): the baseline's entropy filter, the own/peer terms sharing
+    # its unsupervised weight.
+    assert type(model.pseudo_labeler).__name__ == 'EntropyPseudoLabeler'
+    assert model.pseudo_labeler.alpha_0 == 0.2
+    assert model.unsup_weights == dict(own1=0.5, peer1=0.5, own2=0.5,
+                                       peer2=0.5)
     if 'stage2' in config:
         assert model.stage2_init['checkpoint'].endswith('iter_1000.pth')
 

@@ -8,11 +8,8 @@ _base_ = [
     '../_base_/models/u2pl_effnetlite0_heads.py'
 ]
 model = dict(
-    # U2PL's negatives are the unreliable pixels; RML's confidence labeler
-    # with threshold 0 trusts every pixel and would leave none. The entropy
-    # labeler filters the rectified probabilities instead.
-    pseudo_labeler=dict(
-        _delete_=True, type='EntropyPseudoLabeler', alpha_0=0.2),
+    # U2PL's negatives are the unreliable pixels that the RML CamVid
+    # config's entropy labeler leaves out of the pseudo-labels.
     # As ../u2pl/u2pl_..._camvid-1-8-256x320.py; in_channels (the decode
     # head's `channels`) and num_classes are read from each student.
     rep_head=_base_.u2pl_rep_head,
