@@ -62,12 +62,12 @@ def sample(height, width, label_seed=None):
     return data_sample
 
 
-def semi_batch(unlabeled_shapes=((32, 32), (32, 32))):
+def semi_batch(unlabeled_shapes=((32, 32), (32, 32)), labeled_shape=(32, 32)):
     """What SemiIterBasedTrainLoop yields: a labeled batch and a MultiBranch
     unlabeled batch with weak and strong views of the same images."""
     labeled = dict(
-        inputs=[raw_image(32, 32, 0), raw_image(32, 32, 1)],
-        data_samples=[sample(32, 32, 10), sample(32, 32, 11)])
+        inputs=[raw_image(*labeled_shape, 0), raw_image(*labeled_shape, 1)],
+        data_samples=[sample(*labeled_shape, 10), sample(*labeled_shape, 11)])
     weak = [
         raw_image(h, w, 20 + i) for i, (h, w) in enumerate(unlabeled_shapes)
     ]
@@ -478,6 +478,38 @@ def test_export_errors(tmp_path):
     plain_cfg.write_text(semi_config_text(tiny_segmentor_cfg()))
     with pytest.raises(ValueError, match='not a semi-supervised config'):
         tool.main([str(plain_cfg), semi_ckpt, str(tmp_path)])
+
+
+def test_data_preprocessor_pads_every_branch_to_one_size():
+    """Labeled crops that came out smaller than the unlabeled ones (a
+    down-scaling RandomResize before RandomCrop) are padded to the unlabeled
+    size, labels with 255, so U2PL can pool labeled and unlabeled pixels; a
+    U2PL CamVid 1/4 run crashed at iteration ~550 on such a batch."""
+    model = build()
+    batch = semi_batch(unlabeled_shapes=((64, 32), (40, 32)),
+                       labeled_shape=(24, 32))
+    out = model.data_preprocessor(copy.deepcopy(batch), training=True)
+    for view in ('labeled', 'weak', 'strong'):
+        assert out['inputs'][view].shape == (2, 3, 64, 32), view
+    labeled = out['inputs']['labeled']
+    torch.testing.assert_close(labeled[0, :, :24],
+                               normalised(batch['labeled']['inputs'][0]))
+    assert torch.count_nonzero(labeled[:, :, 24:]) == 0
+    for index, sample_ in enumerate(out['data_samples']['labeled']):
+        label = sample_.gt_sem_seg.data
+        assert label.shape == (1, 64, 32)
+        assert torch.equal(
+            label[:, :24],
+            batch['labeled']['data_samples'][index].gt_sem_seg.data)
+        assert (label[:, 24:] == 255).all()
+        assert sample_.pad_shape == (64, 32)
+        assert sample_.img_shape == (24, 32)
+    # The larger branch is untouched; the second weak image keeps its own
+    # size-divisor padding (40 -> 64).
+    torch.testing.assert_close(
+        out['inputs']['weak'][1, :, :40],
+        normalised(batch['unlabeled']['inputs']['weak'][1]))
+    assert out['data_samples']['weak'][1].img_shape == (40, 32)
 
 
 def test_export_takes_the_preprocessor_from_the_semi_model():

@@ -1,6 +1,9 @@
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
+import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor
+from mmengine.structures import PixelData
+from torch import Tensor
 
 from mmseg.registry import MODELS
 
@@ -16,6 +19,14 @@ class MultiBranchDataPreprocessor(BaseDataPreprocessor):
     by the wrapped preprocessor (e.g. ``SegDataPreProcessor``) and the result
     is flattened to ``dict(inputs={branch: Tensor}, data_samples={branch:
     list})`` with branches ``labeled``, ``weak``, ``strong``.
+
+    All branches of a training batch leave with one spatial size: a branch
+    padded smaller than another (e.g. ``size_divisor`` padding of labeled
+    crops that came out smaller than the crop size, after a down-scaling
+    ``RandomResize``) is padded further at the bottom and right, images with
+    the wrapped preprocessor's ``pad_val`` and labels with its
+    ``seg_pad_val``, and its samples' ``pad_shape`` updated. U2PL's
+    contrastive loss pools labeled and unlabeled pixels and needs this.
 
     Validation and test batches (plain mmseg batches) pass straight through
     the wrapped preprocessor, so the same model evaluates like any mmseg
@@ -56,7 +67,37 @@ class MultiBranchDataPreprocessor(BaseDataPreprocessor):
                     data_samples=unlabeled['data_samples'][view]), training)
             inputs[view] = packed['inputs']
             data_samples[view] = packed['data_samples']
+        height = max(batch.shape[-2] for batch in inputs.values())
+        width = max(batch.shape[-1] for batch in inputs.values())
+        for branch in inputs:
+            inputs[branch] = pad_branch(
+                inputs[branch], data_samples[branch], (height, width),
+                getattr(self.data_preprocessor, 'pad_val', 0),
+                getattr(self.data_preprocessor, 'seg_pad_val', 255))
         return dict(inputs=inputs, data_samples=data_samples)
+
+
+def pad_branch(inputs: Tensor, data_samples: List, size: tuple,
+               pad_val: float, seg_pad_val: int) -> Tensor:
+    """Pad a (B, C, H, W) branch and its samples' labels to ``size``.
+
+    Bottom/right padding, as mmseg's ``stack_batch``; labels get
+    ``seg_pad_val`` so the padding is ignored, never a class.
+    """
+    pad_h = size[0] - inputs.shape[-2]
+    pad_w = size[1] - inputs.shape[-1]
+    if pad_h == 0 and pad_w == 0:
+        return inputs
+    for sample in data_samples:
+        if 'gt_sem_seg' in sample:
+            # A new PixelData: the old one pins its fields to the old size.
+            label = sample.gt_sem_seg
+            sample.gt_sem_seg = PixelData(
+                metainfo=label.metainfo,
+                data=F.pad(label.data, (0, pad_w, 0, pad_h),
+                           value=seg_pad_val))
+        sample.set_metainfo(dict(pad_shape=tuple(size)))
+    return F.pad(inputs, (0, pad_w, 0, pad_h), value=pad_val)
 
 
 def is_semi_batch(data: Optional[dict]) -> bool:
