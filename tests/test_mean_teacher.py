@@ -158,6 +158,24 @@ def test_data_preprocessor_handles_semi_and_plain_batches():
         model.data_preprocessor(bad, training=True)
 
 
+def test_channels_last_applies_to_teacher_and_student():
+    model = build(channels_last=True)
+    for network in (model.teacher, model.student):
+        kernels = [p for p in network.parameters() if p.dim() == 4]
+        assert kernels
+        assert all(
+            p.is_contiguous(memory_format=torch.channels_last)
+            for p in kernels)
+    model.set_train_progress(5, 10)
+    model.train()
+    data = model.data_preprocessor(semi_batch(), training=True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    grad = model.student.decode_head.conv_seg.weight.grad
+    assert grad is not None and torch.isfinite(grad).all()
+
+
 # ------------------------------------------------------------------ loss
 def test_loss_keys_and_gradients_reach_only_the_student():
     model = build()

@@ -12,8 +12,8 @@ from mmseg_semi.models.pseudo_labelers import (BasePseudoLabeler,
                                                EntropyPseudoLabeler,
                                                PseudoLabels)
 from mmseg_semi.models.utils.pseudo_label_functional import (
-    adaptive_unsup_weight, dynamic_partition_alpha, entropy_quantile_threshold,
-    pixel_entropy, pseudo_label_cross_entropy)
+    adaptive_unsup_weight, class_argmax, dynamic_partition_alpha,
+    entropy_quantile_threshold, pixel_entropy, pseudo_label_cross_entropy)
 
 IGNORE = 255
 
@@ -84,6 +84,26 @@ def test_pixel_entropy_rejects_bad_input():
         pixel_entropy(torch.ones(1, 3, 2, 2), dim=4)
     with pytest.raises(ValueError, match='eps'):
         pixel_entropy(torch.ones(1, 3, 2, 2), eps=0.0)
+
+
+def test_pixel_entropy_tiny_probabilities_use_eps_in_the_log():
+    # p = 1e-30 is clamped to eps=1e-10 inside the log only.
+    probs = torch.tensor([1e-30, 1.0 - 1e-30]).view(1, 2, 1, 1)
+    expected = -1e-30 * math.log(1e-10)
+    assert pixel_entropy(probs).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_class_argmax_equals_argmax_including_ties():
+    torch.manual_seed(0)
+    scores = torch.randn(3, 7, 5, 6)
+    assert torch.equal(class_argmax(scores), scores.argmax(dim=1))
+    assert torch.equal(class_argmax(scores, dim=-1), scores.argmax(dim=-1))
+    # Ties: the first maximal class wins, as with argmax.
+    tied = torch.tensor([[0.4, 0.4, 0.2], [0.1, 0.45, 0.45],
+                         [1 / 3, 1 / 3, 1 / 3]]).T.reshape(1, 3, 3, 1)
+    assert class_argmax(tied).flatten().tolist() == [0, 1, 0]
+    assert torch.equal(class_argmax(tied), tied.argmax(dim=1))
+    assert class_argmax(tied).dtype == torch.int64
 
 
 # ---------------------------------------------------------------- Eq. 6

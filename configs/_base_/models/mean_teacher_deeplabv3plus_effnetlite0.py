@@ -9,4 +9,6 @@ model = dict(
     cutmix=dict(prob=1.0),
     # Supervised-only warm-up (U2PL trains one epoch without the
     # unsupervised loss); the EMA hook copies the student until then.
-    unsup_start_iter=100)
+    unsup_start_iter=100,
+    # NHWC convolutions: faster training steps on CPU, same model.
+    channels_last=True)

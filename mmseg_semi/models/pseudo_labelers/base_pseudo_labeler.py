@@ -5,6 +5,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..utils.pseudo_label_functional import class_argmax
 from .pseudo_labels import PseudoLabels
 
 
@@ -71,7 +72,7 @@ class BasePseudoLabeler(nn.Module, metaclass=ABCMeta):
 
     def argmax_labels(self, probs: Tensor, reliable: Tensor) -> Tensor:
         """Arg-max class per pixel, ``ignore_index`` where not reliable."""
-        labels = probs.argmax(dim=1)
+        labels = class_argmax(probs)
         return labels.masked_fill(~reliable, self.ignore_index)
 
     def _check_probs(self, probs: Tensor) -> None:

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ..utils.pseudo_label_functional import class_argmax
 from ..utils.prototype_functional import (argmax_change_fraction,
                                           class_feature_means,
                                           ema_update_class_prior,
@@ -179,7 +180,7 @@ class PrototypeRectifier(nn.Module):
                 size=feat_size,
                 mode='bilinear',
                 align_corners=self.align_corners)
-        labels = probs.argmax(dim=1)
+        labels = class_argmax(probs)
         valid = None
         if valid_mask is not None:
             valid = self._resize_nearest(valid_mask, feat_size).bool()
@@ -220,7 +221,7 @@ class PrototypeRectifier(nn.Module):
         Returns:
             int64 (B, H, W) labels.
         """
-        labels = rectified_probs.argmax(dim=1)
+        labels = class_argmax(rectified_probs)
         if valid_mask is None:
             return labels
         self._check_valid_mask(valid_mask, rectified_probs)

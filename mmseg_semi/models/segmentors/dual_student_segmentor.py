@@ -130,7 +130,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             (stage 1); :meth:`init_weights` starts both teacher ``i`` and
             student ``i`` from stage 1's teacher ``i`` (and, with
             ``load_rectifiers``, its prototypes). None: stage 1.
-        data_preprocessor, unsup_start_iter, init_cfg: see
+        data_preprocessor, unsup_start_iter, channels_last, init_cfg: see
             :class:`SemiBaseSegmentor`.
         predict_on: One of :meth:`predict_choices`.
     """
@@ -164,6 +164,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
                  data_preprocessor: Optional[dict] = None,
                  unsup_start_iter: int = 0,
                  predict_on: str = 'teacher1',
+                 channels_last: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         if segmentor2 is None:
             segmentor2 = copy.deepcopy(segmentor1)
@@ -176,6 +177,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             data_preprocessor=data_preprocessor,
             unsup_start_iter=unsup_start_iter,
             predict_on=predict_on,
+            channels_last=channels_last,
             init_cfg=init_cfg)
         self.teacher1, self.student1 = build_noisy_teacher_student(
             segmentor1, student1_noise)
@@ -215,6 +217,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         check_class_weight_length(self.unsup_class_weight, self.student1,
                                   'unsup_class_weight')
         self.stage2_init = check_stage2_init(stage2_init)
+        self.apply_memory_format()
 
     # ------------------------------------------------------------ structure
     def rectifiers(self) -> List[Optional[nn.Module]]:

@@ -62,8 +62,8 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         unsup_class_weight: Optional per-class weights of the unsupervised
             cross-entropy (e.g. the supervised loss's ``class_weight``);
             None, as in the papers, weighs every pseudo-label class alike.
-        data_preprocessor, unsup_start_iter, predict_on, init_cfg: see
-            :class:`SemiBaseSegmentor`.
+        data_preprocessor, unsup_start_iter, predict_on, channels_last,
+            init_cfg: see :class:`SemiBaseSegmentor`.
     """
 
     teacher_student_names = (('teacher', 'student'), )
@@ -81,12 +81,14 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
                  data_preprocessor: Optional[dict] = None,
                  unsup_start_iter: int = 0,
                  predict_on: str = 'teacher',
+                 channels_last: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             data_preprocessor=self.build_multi_branch_preprocessor(
                 data_preprocessor, segmentor),
             unsup_start_iter=unsup_start_iter,
             predict_on=predict_on,
+            channels_last=channels_last,
             init_cfg=init_cfg)
         with_contrastive = check_contrastive_pair(rep_head, contrastive_loss)
         self.teacher, self.student = self.build_teacher_student(segmentor)
@@ -105,6 +107,7 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         else:
             self.student_rep_head = self.teacher_rep_head = None
             self.contrastive_loss = None
+        self.apply_memory_format()
 
     @property
     def with_contrastive(self) -> bool:

@@ -1,5 +1,5 @@
 from .cutmix import cutmix_batch, sample_cutmix_boxes
-from .pseudo_label_functional import (adaptive_unsup_weight,
+from .pseudo_label_functional import (adaptive_unsup_weight, class_argmax,
                                       dynamic_partition_alpha,
                                       entropy_quantile_threshold,
                                       pixel_entropy,
@@ -7,6 +7,7 @@ from .pseudo_label_functional import (adaptive_unsup_weight,
 
 __all__ = [
     'adaptive_unsup_weight',
+    'class_argmax',
     'cutmix_batch',
     'dynamic_partition_alpha',
     'entropy_quantile_threshold',

@@ -23,6 +23,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .pseudo_label_functional import class_argmax
+
 
 def class_feature_means(feats: Tensor,
                         labels: Tensor,
@@ -281,7 +283,7 @@ def argmax_change_fraction(probs_before: Tensor,
             f'probs_before must be (B, C, H, W) and probs_after must have '
             f'the same shape, got {tuple(probs_before.shape)} and '
             f'{tuple(probs_after.shape)}')
-    changed = probs_before.argmax(dim=1) != probs_after.argmax(dim=1)
+    changed = class_argmax(probs_before) != class_argmax(probs_after)
     if valid is None:
         valid = torch.ones_like(changed)
     else:

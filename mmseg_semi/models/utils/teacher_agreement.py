@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from .pseudo_label_functional import class_argmax
+
 
 def argmax_agreement(probs1: Tensor,
                      probs2: Tensor,
@@ -36,7 +38,7 @@ def argmax_agreement(probs1: Tensor,
         float32 0-dim tensor in [0, 1]; 0 when no pixel is valid.
     """
     valid = _check_pair(probs1, probs2, valid)
-    equal = probs1.argmax(dim=1) == probs2.argmax(dim=1)
+    equal = class_argmax(probs1) == class_argmax(probs2)
     return _mean_over(equal.float(), valid)
 
 
