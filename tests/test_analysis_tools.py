@@ -407,18 +407,38 @@ def test_summarize_benchmark_table(tmp_path):
     rows = open(table_file).read().splitlines()
     assert rows[2:] == [
         '| method | split | test mIoU | delta vs supervised | '
-        'training wall time |',
-        '|---|---|---|---|---|',
-        '| supervised only | 1/8 | 40.00 | - | 10.1 min |',
-        '| supervised only | 1/4 | 42.00 | - | 10.0 min |',
-        '| mean teacher | 1/8 | 41.50 | +1.50 | 20.0 min |',
-        '| mean teacher | 1/4 | - | - | - |',
-        '| U2PL | 1/8 | - | - | - |',
-        '| U2PL | 1/4 | 41.00 | -1.00 | - |',
-        '| RML | 1/8 | - | - | 1.0 min |',
-        '| RML | 1/4 | - | - | - |',
+        'training wall time | test mIoU per run |',
+        '|---|---|---|---|---|---|',
+        '| supervised only | 1/8 | 40.00 | - | 10.1 min | 40.00 |',
+        '| supervised only | 1/4 | 42.00 | - | 10.0 min | 42.00 |',
+        '| mean teacher | 1/8 | 41.50 | +1.50 | 20.0 min | 41.50 |',
+        '| mean teacher | 1/4 | - | - | - | - |',
+        '| U2PL | 1/8 | - | - | - | - |',
+        '| U2PL | 1/4 | 41.00 | -1.00 | - | 41.00 |',
+        '| RML | 1/8 | - | - | 1.0 min | - |',
+        '| RML | 1/4 | - | - | - | - |',
     ]
     assert Image.open(chart_file).size == (700, 400)
+
+
+def test_summarize_averages_repeated_runs(tmp_path):
+    bench = tmp_path / 'bench'
+    write_run(bench, 'sup_1-8', [40.0], [600])
+    write_run(bench, 'sup_1-8_run2', [43.0], [720])
+    write_run(bench, 'u2pl_1-8', [44.0], [1200])
+    write_run(bench, 'u2pl_1-8_run3', [47.5], [1080])
+    write_run(bench, 'u2pl_1-8_run2', [], [60])  # trained, not tested
+    write_run(bench, 'u2pl_1-8_paper-noise', [99.0], [60])  # another config
+    write_run(bench, 'u2pl_1-8_run10', [45.0])
+    table_file, _ = summarize.summarize(str(bench), str(tmp_path / 'out'))
+    rows = open(table_file).read().splitlines()
+    # sup mean 41.5 over 11 min; U2PL runs in run order 1, 3, 10 (run 2 has
+    # no test yet): mean 45.5, delta of the means +4.0; time of the tested
+    # runs with logs (1200 and 1080 s; not run 2's 60 s): 19.0 min
+    assert '| supervised only | 1/8 | 41.50 | - | 11.0 min | 40.00, 43.00 |' \
+        in rows
+    assert '| U2PL | 1/8 | 45.50 | +4.00 | 19.0 min | 44.00, 47.50, 45.00 |' \
+        in rows
 
 
 def test_summarize_lists_only_compositions_that_ran(tmp_path):
@@ -464,7 +484,7 @@ def test_camvid_benchmark_script_skips_finished_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('has test results, skipping') == 8
     rows = (bench / 'results.md').read_text().splitlines()
-    assert '| RML | 1/4 | 37.00 | +6.00 | - |' in rows
+    assert '| RML | 1/4 | 37.00 | +6.00 | - | 37.00 |' in rows
     assert (bench / 'results.png').stat().st_size > 0
 
 
@@ -525,8 +545,37 @@ def test_camvid_benchmark_script_trains_missing_runs(tmp_path):
     assert 'TRAIN_WALL_SECONDS' in (bench / 'rml_1-8' /
                                     'train_and_test.log').read_text()
     rows = (bench / 'results.md').read_text().splitlines()
-    assert '| mean teacher | 1/8 | 33.00 | +3.00 | - |' in rows
-    assert '| RML | 1/8 | 33.00 | +3.00 | - |' in rows
+    assert '| mean teacher | 1/8 | 33.00 | +3.00 | - | 33.00 |' in rows
+    assert '| RML | 1/8 | 33.00 | +3.00 | - | 33.00 |' in rows
+
+
+def test_camvid_benchmark_script_repeats_runs(tmp_path):
+    bench = tmp_path / 'bench'
+    write_run(bench, 'sup_1-8', [30.0])
+    fake = tmp_path / 'python'
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    calls = tmp_path / 'calls.txt'
+    env = dict(
+        os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable,
+        CALLS=str(calls), METHODS='sup', SPLITS='1-8', RUNS='3',
+        MMSEG_SEMI_CAMVID_ROOT=camvid_root())
+    script = osp.join(REPO_ROOT, 'tools', 'benchmark', 'camvid_benchmark.sh')
+    result = subprocess.run(['bash', script, str(bench)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    trained = [line.split('--work-dir ')[1]
+               for line in calls.read_text().splitlines()
+               if line.startswith('tools/train.py')]
+    assert trained == [f'{bench}/sup_1-8_run2', f'{bench}/sup_1-8_run3']
+    rows = (bench / 'results.md').read_text().splitlines()
+    assert '| supervised only | 1/8 | 32.00 | - | - | 30.00, 33.00, 33.00 |' \
+        in rows
+    result = subprocess.run(['bash', script, str(bench)],
+                            env=dict(env, RUNS='two'), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert 'RUNS must be a positive integer, got RUNS=two' in result.stderr
 
 
 # --------------------------------------------------- pseudo_label_quality

@@ -16,6 +16,11 @@
 #                           mt-segformer mt-pspnet" SPLITS=1-8
 #   RML_PREDICT_ON          RML network to test (default teacher1; or
 #                           teacher2, ensemble)
+#   RUNS                    runs per config (default 1): run k > 1 goes to
+#                           <method>_<split>_run<k> with its own random seed
+#                           (mmengine logs it); the summary reports the
+#                           mean and every run (a 1000-iteration run of these
+#                           configs varies by 1-3 test mIoU from run to run)
 #
 # Resumable: a run whose WORK_DIR/test/<timestamp>/<timestamp>.json exists
 # is skipped; a run with a checkpoint but no test result is resumed with
@@ -36,6 +41,10 @@ if [ ! -d "$MMSEG_SEMI_CAMVID_ROOT/train" ]; then
 fi
 methods=${METHODS:-sup mt u2pl rml}
 splits=${SPLITS:-1-8 1-4}
+runs=${RUNS:-1}
+if ! [[ $runs =~ ^[1-9][0-9]*$ ]]; then
+  echo "RUNS must be a positive integer, got RUNS=$runs" >&2; exit 1
+fi
 
 config_of() {  # method split -> config path
   local name=effnetlite0-d16_1xb4-1k_camvid-$2-256x320.py
@@ -63,10 +72,12 @@ predict_of() {  # method -> test.py arguments
   esac
 }
 
+for run in $(seq 1 "$runs"); do
 for method in $methods; do
   for split in $splits; do
     config=$(config_of "$method" "$split")
     work_dir=$bench_dir/${method}_$split
+    if [ "$run" -gt 1 ]; then work_dir=${work_dir}_run$run; fi
     if [ ! -f "$config" ]; then
       echo "missing config $config" >&2; exit 1
     fi
@@ -76,13 +87,14 @@ for method in $methods; do
     fi
     resume=()
     if [ -f "$work_dir/last_checkpoint" ]; then resume=(--resume); fi
-    echo "[camvid_benchmark] $method $split: $config -> $work_dir ${resume[*]}"
+    echo "[camvid_benchmark] $method $split run $run: $config -> $work_dir ${resume[*]}"
     mkdir -p "$work_dir"
     # shellcheck disable=SC2046  # predict_of's words are separate args
     bash tools/benchmark/train_and_test.sh "$config" "$work_dir" \
       $(predict_of "$method") "${resume[@]}" "$@" \
       2>&1 | tee -a "$work_dir/train_and_test.log"
   done
+done
 done
 
 "$py" tools/benchmark/summarize_camvid_benchmark.py "$bench_dir"

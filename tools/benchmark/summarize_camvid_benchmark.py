@@ -1,15 +1,17 @@
 """Collect the CamVid benchmark's test mIoU into a markdown table and a chart.
 
 A benchmark directory holds one work dir per run, ``<method>_<split>``
-(``sup``, ``mt``, ``u2pl``, ``rml`` x ``1-8``, ``1-4``), each written by
-``tools/benchmark/train_and_test.sh``: training logs under
+(``sup``, ``mt``, ``u2pl``, ``rml`` x ``1-8``, ``1-4``), and for repeated
+runs of the same config ``<method>_<split>_run<k>`` (k = 2, 3, ...), each
+written by ``tools/benchmark/train_and_test.sh``: training logs under
 ``<timestamp>/<timestamp>.log`` and the test metrics that mmengine saved
 under ``test/<timestamp>/<timestamp>.json``. Runs not (yet) finished are
 listed as missing, so the summary can be written at any time.
 
-Writes ``results.md`` (method x split: test mIoU, difference to the
-supervised-only run of the same split, training wall time) and
-``results.png`` (grouped bar chart of test mIoU).
+Writes ``results.md`` (method x split: mean test mIoU over the finished
+runs, difference to the supervised-only mean of the same split, mean
+training wall time, and each run's test mIoU) and ``results.png`` (grouped
+bar chart of the mean test mIoU).
 
 Example:
     python tools/benchmark/summarize_camvid_benchmark.py work_dirs/bench \
@@ -37,6 +39,7 @@ SPLITS = ('1-8', '1-4')
 BASELINE = 'sup'
 
 _RUN_DIR = re.compile(r'^\d{8}_\d{6}$')
+_REPEAT_SUFFIX = re.compile(r'^_run(\d+)$')
 _LOG_TIME = re.compile(r'^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - mmengine')
 _LOG_TIME_FORMAT = '%Y/%m/%d %H:%M:%S'
 
@@ -110,13 +113,39 @@ def read_train_seconds(work_dir: str) -> Optional[float]:
     return total if found else None
 
 
+def repeat_work_dirs(bench_dir: str, method: str, split: str) -> List[str]:
+    """Work dirs of every run of one method and split, in run order.
+
+    ``<method>_<split>`` is run 1 and ``<method>_<split>_run<k>`` run k;
+    other suffixes (e.g. ``rml_1-8_paper-noise``, a different config) are
+    not repeats and are left out.
+    """
+    prefix = f'{method}_{split}'
+    runs = []
+    for name in os.listdir(bench_dir):
+        if name == prefix:
+            runs.append((1, name))
+        elif name.startswith(prefix):
+            match = _REPEAT_SUFFIX.match(name[len(prefix):])
+            if match:
+                runs.append((int(match.group(1)), name))
+    return [osp.join(bench_dir, name) for _, name in sorted(runs)]
+
+
+def mean_or_none(values: Sequence[float]) -> Optional[float]:
+    return sum(values) / len(values) if values else None
+
+
 def collect_results(bench_dir: str,
                     methods: Sequence[Tuple[str, str]] = METHODS,
                     splits: Sequence[str] = SPLITS
                     ) -> Dict[Tuple[str, str], dict]:
-    """``{(method, split): dict(miou=..., train_seconds=...)}``.
+    """``{(method, split): dict(miou=..., train_seconds=..., run_mious=...)}``.
 
-    Values are None for runs without test results or training logs.
+    ``miou`` is the mean over the runs with test results and
+    ``train_seconds`` the mean training time of those runs (of the runs with
+    training logs while none is tested); None when there is nothing to
+    average. ``run_mious`` lists each tested run's mIoU in run order.
     """
     if not osp.isdir(bench_dir):
         raise FileNotFoundError(
@@ -124,10 +153,19 @@ def collect_results(bench_dir: str,
     results = {}
     for method, _ in methods:
         for split in splits:
-            work_dir = osp.join(bench_dir, f'{method}_{split}')
+            work_dirs = repeat_work_dirs(bench_dir, method, split)
+            mious = [read_test_miou(work_dir) for work_dir in work_dirs]
+            seconds = [read_train_seconds(work_dir) for work_dir in work_dirs]
+            run_mious = [miou for miou in mious if miou is not None]
+            # Time of the finished runs only (a run still training would
+            # pull the mean down); of any run while none has finished.
+            finished = [value for value, miou in zip(seconds, mious)
+                        if value is not None and miou is not None]
             results[(method, split)] = dict(
-                miou=read_test_miou(work_dir),
-                train_seconds=read_train_seconds(work_dir))
+                miou=mean_or_none(run_mious),
+                train_seconds=mean_or_none(finished or [
+                    value for value in seconds if value is not None]),
+                run_mious=run_mious)
     return results
 
 
@@ -147,12 +185,14 @@ def results_table(results: Dict[Tuple[str, str], dict],
                   baseline: str = BASELINE) -> str:
     """Markdown table, one row per method and split.
 
-    ``delta vs supervised`` is the method's test mIoU minus the baseline's
-    on the same split ('-' when either is missing); missing runs show '-'.
+    ``test mIoU`` is the mean over the finished runs and ``delta vs
+    supervised`` the difference of the method's and the baseline's means on
+    the same split ('-' when either is missing); ``test mIoU per run`` shows
+    the spread the mean hides.
     """
     lines = [
         '| method | split | test mIoU | delta vs supervised | '
-        'training wall time |', '|---|---|---|---|---|'
+        'training wall time | test mIoU per run |', '|---|---|---|---|---|---|'
     ]
     for method, name in methods:
         for split in splits:
@@ -161,10 +201,13 @@ def results_table(results: Dict[Tuple[str, str], dict],
             base = results.get((baseline, split), {}).get('miou')
             delta = None if miou is None or base is None \
                 or method == baseline else miou - base
+            per_run = ', '.join(
+                format_number(value) for value in row.get('run_mious', ()))
             lines.append(f'| {name} | 1/{split.split("-")[1]} | '
                          f'{format_number(miou)} | '
                          f'{format_number(delta, signed=True)} | '
-                         f'{format_minutes(row.get("train_seconds"))} |')
+                         f'{format_minutes(row.get("train_seconds"))} | '
+                         f'{per_run or "-"} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -193,7 +236,7 @@ def plot_results(results: Dict[Tuple[str, str], dict],
                 ha='center', va='bottom', fontsize='x-small')
     axis.set_xticks(range(len(splits)))
     axis.set_xticklabels([f'1/{s.split("-")[1]} labeled' for s in splits])
-    axis.set_ylabel('CamVid test mIoU')
+    axis.set_ylabel('CamVid test mIoU (mean over runs)')
     axis.legend(fontsize='small', loc='lower center',
                 bbox_to_anchor=(0.5, 1.0), ncol=len(methods))
     axis.grid(axis='y', alpha=0.3)

@@ -171,8 +171,8 @@ class U2PLContrastiveLoss(nn.Module):
                            unreliable, is_labeled)
         size = student_reps.shape[2:]
         with torch.no_grad():
-            labels, probs, unreliable = _resize_to(size, labels,
-                                                   teacher_probs, unreliable)
+            labels, probs, unreliable = resize_pixel_maps(
+                size, labels, teacher_probs, unreliable)
             anchors_mask, negatives_mask = self._class_masks(
                 labels, probs, unreliable, is_labeled)
             teacher_pixels = flatten_pixels(teacher_reps.detach().float())
@@ -271,13 +271,16 @@ class U2PLContrastiveLoss(nn.Module):
                 f'loss_weight={self.loss_weight}')
 
 
-def _resize_to(size: torch.Size, labels: Tensor, probs: Tensor,
-               unreliable: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def resize_pixel_maps(size: torch.Size, labels: Tensor, probs: Tensor,
+                      unreliable: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """Bring labels, probabilities and the unreliable mask to ``size``.
 
     Nearest for labels and masks (a label is never averaged into another
     class), bilinear for probabilities; inputs already at ``size`` are
-    returned unchanged (probabilities as float32).
+    returned unchanged (probabilities as float32). Every sample is resized
+    on its own, so resizing parts of a batch and concatenating them gives
+    the same tensors as resizing the concatenation (callers do that to
+    avoid concatenating full-resolution probabilities).
     """
     probs = probs.float()
     if labels.shape[1:] != size:

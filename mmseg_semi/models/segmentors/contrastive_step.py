@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
+from ..losses.u2pl_contrastive_loss import resize_pixel_maps
 from ..utils import cutmix_batch
 from ..utils.cutmix import boxes_to_mask, paste_from
 from .semi_base_segmentor import (classifier_input_module, forward_logits,
@@ -138,13 +139,21 @@ def u2pl_contrastive_term(contrastive_loss: nn.Module,
     teacher_rep = torch.cat([teacher_rep_l, teacher_rep_u])
     gt_labels = stack_gt_labels(labeled_samples)
     num_l, num_u = gt_labels.shape[0], labels_u.shape[0]
+    # Each half is brought to the representation size before it is joined
+    # (the loss would resize the joined maps to the same values), so the
+    # full-resolution probabilities are never copied into one tensor.
+    size = student_rep.shape[2:]
+    labels_l, probs_l, unreliable_l = resize_pixel_maps(
+        size, gt_labels, probs_l,
+        # Ground truth is never unreliable.
+        torch.zeros_like(gt_labels, dtype=torch.bool))
+    labels_u, probs_u, unreliable_u = resize_pixel_maps(
+        size, labels_u, probs_u, unreliable_u)
     return contrastive_loss(
         student_reps=student_rep,
         teacher_reps=teacher_rep,
-        labels=torch.cat([gt_labels, labels_u]),
+        labels=torch.cat([labels_l, labels_u]),
         teacher_probs=torch.cat([probs_l, probs_u]),
-        # Ground truth is never unreliable.
-        unreliable=torch.cat(
-            [torch.zeros_like(gt_labels, dtype=torch.bool), unreliable_u]),
+        unreliable=torch.cat([unreliable_l, unreliable_u]),
         is_labeled=torch.arange(num_l + num_u, device=labels_u.device) <
         num_l)

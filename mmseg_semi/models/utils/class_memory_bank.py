@@ -143,8 +143,12 @@ class ClassMemoryBank(nn.Module):
             keys, class_mask = self._gather_from_all_ranks(keys, class_mask)
         keep, slots = fifo_write_slots(class_mask, self.ptr, self.queue_size)
         classes, sources = keep.nonzero(as_tuple=True)
-        self.keys[classes, slots[classes, sources]] = keys[sources].to(
-            self.keys.dtype)
+        # Whole-row copies through a flat (C * K, D) view: index_select and
+        # index_copy_ move rows about twice as fast on CPU as the equivalent
+        # two-index gather and scatter.
+        self._flat_keys().index_copy_(
+            0, classes * self.queue_size + slots[classes, sources],
+            keys.index_select(0, sources).to(self.keys.dtype))
         num_new = class_mask.sum(dim=1)
         self.ptr.copy_((self.ptr + num_new) % self.queue_size)
         self.count.copy_((self.count + num_new).clamp_max(self.queue_size))
@@ -176,8 +180,18 @@ class ClassMemoryBank(nn.Module):
         # clamp guards float rounding up to count and empty queues.
         slots = (uniform * filled).long().clamp_max(
             (filled - 1).clamp_min(0))
-        class_index = torch.arange(self.num_classes, device=device)
-        return self.keys[class_index.view(-1, 1, 1), slots], self.count > 0
+        queue_start = torch.arange(
+            0, self.num_classes * self.queue_size, self.queue_size,
+            device=device)
+        negatives = self._flat_keys().index_select(
+            0, (slots + queue_start.view(-1, 1, 1)).view(-1))
+        return negatives.view(*slots.shape, self.feat_channels), \
+            self.count > 0
+
+    def _flat_keys(self) -> Tensor:
+        """(C * K, D) view of the queues: queue ``c``, slot ``k`` is row
+        ``c * K + k``."""
+        return self.keys.view(-1, self.feat_channels)
 
     def _subsample(self, keys: Tensor, class_mask: Tensor,
                    generator: Optional[torch.Generator]
