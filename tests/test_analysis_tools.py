@@ -21,7 +21,7 @@ from PIL import Image
 import mmseg_semi  # noqa: F401
 from helpers import (REPO_ROOT, SPLIT_DIR, camvid_root,  # noqa: F401
                      single_thread, tiny_mean_teacher_cfg,
-                     tiny_segmentor_cfg)
+                     tiny_segmentor_cfg, tiny_semi_inputs, tiny_u2pl_cfg)
 from mmseg.registry import MODELS
 
 init_default_scope('mmseg')
@@ -441,6 +441,35 @@ def test_summarize_averages_repeated_runs(tmp_path):
         in rows
 
 
+def test_summarize_counts_redone_iterations_of_a_resumed_run_once(tmp_path):
+    """A run stopped at iteration 900 and resumed from its iteration-500
+    checkpoint: the first log counts up to its iteration-500 lines only."""
+    work_dir = tmp_path / 'bench' / 'mt_1-8'
+    first, second = work_dir / '20261121_090000', work_dir / '20261121_100000'
+    first.mkdir(parents=True)
+    second.mkdir()
+
+    def line(clock, text):
+        return f'2026/11/21 {clock} - mmengine - INFO - {text}\n'
+
+    (first / '20261121_090000.log').write_text(
+        line('09:00:00', 'start') +
+        line('09:05:00', 'Iter(train) [ 500/1000]  lr: 1e-2') +
+        line('09:05:30', 'Iter(val) [101/101]    teacher/mIoU: 40.0') +
+        line('09:06:00', 'Iter(train) [ 550/1000]  lr: 1e-2') +
+        line('09:09:00', 'Iter(train) [ 900/1000]  lr: 1e-2'))
+    (second / '20261121_100000.log').write_text(
+        line('10:00:00', 'Auto resumed from the latest checkpoint') +
+        line('10:00:01', 'resumed epoch: 0, iter: 500') +
+        line('10:06:00', 'Iter(train) [1000/1000]  lr: 1e-4'))
+    # 330 s up to the iteration-500 validation, then 360 s resumed.
+    assert summarize.read_train_seconds(str(work_dir)) == 690
+    assert summarize.resumed_iteration(
+        str(first / '20261121_090000.log')) is None
+    assert summarize.log_span_seconds(
+        str(first / '20261121_090000.log')) == 540
+
+
 def test_summarize_lists_only_compositions_that_ran(tmp_path):
     bench = tmp_path / 'bench'
     write_run(bench, 'sup_1-8', [40.0], [60])
@@ -578,6 +607,27 @@ def test_camvid_benchmark_script_repeats_runs(tmp_path):
     assert 'RUNS must be a positive integer, got RUNS=two' in result.stderr
 
 
+# ------------------------------------------------- bench_iteration_time
+def test_iteration_time_rounds_table_uses_within_round_ratios():
+    bench = load_tool('benchmark', 'bench_iteration_time.py')
+
+    def result(config, median, rss):
+        return dict(config=f'configs/x/{config}.py', median_s=median,
+                    mean_s=median, iters=20, peak_rss_mib=rss)
+
+    # The machine is 50% slower in round 2; each round U2PL costs 20%,
+    # 10% and 30% more than the mean teacher beside it.
+    rounds = [[result('mt', 1.0, 2000), result('u2pl', 1.2, 2500)],
+              [result('mt', 1.5, 2100), result('u2pl', 1.65, 2400)],
+              [result('mt', 1.0, 2050), result('u2pl', 1.3, 2450)]]
+    assert bench.rounds_table(rounds).splitlines() == [
+        '| config | median s/iter | vs first | per round | peak memory |',
+        '|---|---|---|---|---|',
+        '| mt.py | 1.000 | +0.0% | 1.000, 1.500, 1.000 | 2100 MiB RSS |',
+        '| u2pl.py | 1.300 | +20.0% | 1.200, 1.650, 1.300 | 2500 MiB RSS |',
+    ]
+
+
 # --------------------------------------------------- pseudo_label_quality
 def test_pseudo_label_quality_from_confusion_by_hand():
     tool = load_tool('analysis_tools', 'pseudo_label_quality.py')
@@ -599,3 +649,49 @@ def test_pseudo_label_quality_from_confusion_by_hand():
     empty = tool.quality_from_confusion(
         torch.tensor([[3, 0], [0, 0]]))
     assert empty['iou'][0] == 1.0 and math.isnan(empty['iou'][1])
+
+
+def test_u2pl_step_breakdown_times_each_part_and_restores_the_model():
+    breakdown = load_tool('benchmark', 'bench_u2pl_step_breakdown.py')
+    from mmseg_semi.models.segmentors import contrastive_step
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_u2pl_cfg())
+    model.train()
+    model.set_train_progress(1, 10)
+    inputs, data_samples = tiny_semi_inputs()
+    forward_logits = contrastive_step.forward_logits
+    loss_module = model.contrastive_loss
+    timer = breakdown.PartTimer()
+    with breakdown.patched_parts(model, timer):
+        model.loss(inputs, data_samples)
+    calls = {label: len(seconds) for label, seconds in timer.seconds.items()}
+    # One U2PL step: one teacher forward on the labeled crops, the teacher's
+    # representation head on labeled and weak features, one student head
+    # call on both, one loss with one push and one negative sampling.
+    assert calls == {
+        'teacher forward, labeled crops': 1,
+        'contrastive loss (all of it)': 1,
+        'memory bank push': 1,
+        'memory bank sample_negatives': 1,
+        'teacher representation heads': 2,
+        'student representation head (forward)': 1,
+    }
+    assert all(t > 0 for seconds in timer.seconds.values() for t in seconds)
+    assert all(f >= 0 for faults in timer.faults.values() for f in faults)
+    # Leaving the context restores the module function and the methods.
+    assert contrastive_step.forward_logits is forward_logits
+    for owner in (loss_module, loss_module.memory_bank,
+                  model.teacher_rep_head, model.student_rep_head):
+        assert not {'forward', 'push', 'sample_negatives'} & set(vars(owner))
+    with breakdown.contrastive_off(model):
+        losses = model.loss(inputs, data_samples)
+    assert 'unsup_loss_contrast' not in losses
+    assert 'unsup_loss_ce' in losses
+    assert model.contrastive_loss is loss_module
+
+    order = []
+    medians = breakdown.alternated_medians(
+        [lambda: order.append('mt'), lambda: order.append('u2pl')],
+        repeat=2, warmup=1)
+    assert order == ['mt', 'u2pl'] * 3
+    assert len(medians) == 2 and all(m >= 0 for m in medians)

@@ -26,6 +26,7 @@ from mmseg.registry import HOOKS, MODELS
 from mmseg.utils import register_all_modules
 
 import mmseg_semi  # noqa: F401
+from mmseg_semi.models.losses.u2pl_contrastive_loss import resize_pixel_maps
 from mmseg_semi.models.segmentors.semi_base_segmentor import forward_logits
 from mmseg_semi.utils import adapt_config_to_device
 
@@ -191,19 +192,27 @@ def test_contrastive_terms_use_their_own_teacher():
             logits_l, _ = forward_logits(teacher, inputs['labeled'])
             logits_u, _ = forward_logits(teacher, inputs['weak'])
         probs_u = logits_u.softmax(dim=1)
-        assert torch.allclose(
-            kwargs['teacher_probs'],
-            torch.cat([logits_l.softmax(dim=1), probs_u]),
-            atol=1e-6)
         valid = torch.ones(2, SIZE, SIZE, dtype=torch.bool)
-        unreliable = model.pseudo_labeler(probs_u, valid,
-                                          model.progress).unreliable
+        labeled_u = model.pseudo_labeler(probs_u, valid, model.progress)
+        unreliable = labeled_u.unreliable
         # The entropy labeler marks alpha_0 = 20% of the pixels unreliable;
         # labeled rows never are.
         assert unreliable.any()
+        # The loss receives the maps at representation resolution.
+        rep_size = rep_l.shape[2:]
+        _, probs_l_rep, _ = resize_pixel_maps(
+            rep_size, torch.zeros(2, SIZE, SIZE, dtype=torch.long),
+            logits_l.softmax(dim=1), torch.zeros_like(unreliable))
+        _, probs_u_rep, unreliable_rep = resize_pixel_maps(
+            rep_size, torch.zeros(2, SIZE, SIZE, dtype=torch.long), probs_u,
+            unreliable)
+        assert unreliable_rep.any()
+        assert torch.allclose(kwargs['teacher_probs'],
+                              torch.cat([probs_l_rep, probs_u_rep]),
+                              atol=1e-6)
         assert torch.equal(
             kwargs['unreliable'],
-            torch.cat([torch.zeros_like(unreliable), unreliable]))
+            torch.cat([torch.zeros_like(unreliable_rep), unreliable_rep]))
     assert not torch.allclose(recorder.outputs['teacher1_rep_head'][0],
                               recorder.outputs['teacher2_rep_head'][0])
 

@@ -6,10 +6,17 @@ first iteration) in a fresh subprocess, so peak memory is per config. The
 median of mmengine's per-iteration ``time`` after the warm-up is reported,
 with peak RSS (CPU) or peak allocated CUDA memory, as a markdown table.
 
+On a shared or virtual machine the speed drifts over minutes, so one run of
+each config can put the drift into the comparison. ``--rounds K`` runs the
+configs in turn K times (A, B, A, B, ...) and reports, per config, the
+median over rounds of its per-round median, and the median over rounds of
+its ratio to the first config of the same round (neighbouring runs share the
+machine's state, so the ratio is steadier than either time).
+
 Example (U2PL vs mean teacher on CamVid, same machine):
     python tools/benchmark/bench_iteration_time.py \\
         configs/mean_teacher/*effnetlite0*camvid-1-8-256x320.py \\
-        configs/u2pl/*effnetlite0*camvid-1-8-256x320.py
+        configs/u2pl/*effnetlite0*camvid-1-8-256x320.py --rounds 3
 """
 import argparse
 import datetime
@@ -21,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from typing import List
 
 
 def parse_args(argv=None):
@@ -28,6 +36,9 @@ def parse_args(argv=None):
     parser.add_argument('configs', nargs='+')
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument(
+        '--rounds', type=int, default=1,
+        help='run the configs in turn this many times (default 1)')
     parser.add_argument(
         '--single', action='store_true', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -84,33 +95,58 @@ def main(argv=None):
         print('RESULT ' + json.dumps(
             measure(args.configs[0], args.iters, args.warmup)))
         return
-    results = []
-    for config in args.configs:
-        out = subprocess.run(
-            [
-                sys.executable, __file__, config, '--single', '--iters',
-                str(args.iters), '--warmup',
-                str(args.warmup)
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=os.environ.copy()).stdout
-        line = [x for x in out.splitlines() if x.startswith('RESULT ')][-1]
-        results.append(json.loads(line[len('RESULT '):]))
+    if args.rounds < 1:
+        raise SystemExit(f'--rounds must be >= 1, got {args.rounds}')
+    rounds = [[run_single(config, args.iters, args.warmup)
+               for config in args.configs] for _ in range(args.rounds)]
     import torch
     print(f'\n{datetime.date.today()}, {hardware()}, torch {torch.__version__}'
-          f', {args.iters} iterations after {args.warmup} warm-up\n')
-    print('| config | median s/iter | mean s/iter | vs first | peak memory |')
-    print('|---|---|---|---|---|')
-    base = results[0]['median_s']
-    for r in results:
-        memory = (f"{r['peak_cuda_mib']:.0f} MiB CUDA"
-                  if 'peak_cuda_mib' in r else
-                  f"{r['peak_rss_mib']:.0f} MiB RSS")
-        print(f"| {os.path.basename(r['config'])} | {r['median_s']:.3f} | "
-              f"{r['mean_s']:.3f} | {100 * (r['median_s'] / base - 1):+.1f}% "
-              f'| {memory} |')
+          f', {args.iters} iterations after {args.warmup} warm-up, '
+          f'{args.rounds} round(s)\n')
+    print(rounds_table(rounds))
+
+
+def run_single(config: str, iters: int, warmup: int) -> dict:
+    """:func:`measure` in a fresh interpreter (own peak memory)."""
+    out = subprocess.run(
+        [
+            sys.executable, __file__, config, '--single', '--iters',
+            str(iters), '--warmup',
+            str(warmup)
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy()).stdout
+    line = [x for x in out.splitlines() if x.startswith('RESULT ')][-1]
+    return json.loads(line[len('RESULT '):])
+
+
+def rounds_table(rounds: List[List[dict]]) -> str:
+    """Markdown table of :func:`measure` results, ``rounds[k][i]`` being
+    config ``i`` in round ``k``.
+
+    ``median s/iter`` is the median over rounds of each round's median,
+    ``vs first`` the median over rounds of the ratio to config 0 of the
+    same round, ``per round`` lists each round's median, and peak memory
+    is the largest over rounds.
+    """
+    lines = ['| config | median s/iter | vs first | per round | peak memory |',
+             '|---|---|---|---|---|']
+    for index, first in enumerate(rounds[0]):
+        medians = [run[index]['median_s'] for run in rounds]
+        ratios = [run[index]['median_s'] / run[0]['median_s']
+                  for run in rounds]
+        key, unit = (('peak_cuda_mib', 'CUDA') if 'peak_cuda_mib' in first
+                     else ('peak_rss_mib', 'RSS'))
+        memory = f'{max(run[index][key] for run in rounds):.0f} MiB {unit}'
+        per_round = ', '.join(f'{value:.3f}' for value in medians)
+        lines.append(
+            f"| {os.path.basename(first['config'])} | "
+            f'{statistics.median(medians):.3f} | '
+            f'{100 * (statistics.median(ratios) - 1):+.1f}% | {per_round} | '
+            f'{memory} |')
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':

@@ -41,6 +41,8 @@ BASELINE = 'sup'
 _RUN_DIR = re.compile(r'^\d{8}_\d{6}$')
 _REPEAT_SUFFIX = re.compile(r'^_run(\d+)$')
 _LOG_TIME = re.compile(r'^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - mmengine')
+_TRAIN_ITER = re.compile(r'Iter\(train\) \[\s*(\d+)/')
+_RESUMED = re.compile(r'resumed epoch: \d+, iter: (\d+)')
 _LOG_TIME_FORMAT = '%Y/%m/%d %H:%M:%S'
 
 
@@ -80,19 +82,41 @@ def read_test_miou(work_dir: str) -> Optional[float]:
     return None
 
 
-def log_span_seconds(log_file: str) -> Optional[float]:
-    """Seconds from the first to the last time-stamped line of a log."""
+def log_span_seconds(log_file: str,
+                     until_iter: Optional[int] = None) -> Optional[float]:
+    """Seconds from the first to the last time-stamped line of a log.
+
+    With ``until_iter`` the span ends before the first training line past
+    that iteration: a run resumed from an earlier checkpoint than where it
+    stopped repeats those iterations, which must not count twice.
+    """
     first = last = None
     with open(log_file, errors='replace') as file:
         for line in file:
             match = _LOG_TIME.match(line)
-            if match:
-                stamp = datetime.strptime(match.group(1), _LOG_TIME_FORMAT)
-                first = first or stamp
-                last = stamp
+            if not match:
+                continue
+            if until_iter is not None:
+                train_iter = _TRAIN_ITER.search(line)
+                if train_iter and int(train_iter.group(1)) > until_iter:
+                    break
+            stamp = datetime.strptime(match.group(1), _LOG_TIME_FORMAT)
+            first = first or stamp
+            last = stamp
     if first is None:
         return None
     return (last - first).total_seconds()
+
+
+def resumed_iteration(log_file: str) -> Optional[int]:
+    """The iteration a ``--resume`` run started from (mmengine logs
+    ``resumed epoch: E, iter: I``), or None for a fresh start."""
+    with open(log_file, errors='replace') as file:
+        for line in file:
+            match = _RESUMED.search(line)
+            if match:
+                return int(match.group(1))
+    return None
 
 
 def read_train_seconds(work_dir: str) -> Optional[float]:
@@ -100,16 +124,24 @@ def read_train_seconds(work_dir: str) -> Optional[float]:
 
     Each start (and ``--resume``) of ``tools/train.py`` writes its own
     ``<timestamp>/<timestamp>.log``; their spans include the validation
-    runs during training but not the final test.
+    runs during training but not the final test. A log followed by a run
+    resumed from iteration ``I`` counts up to its last line before training
+    went past ``I`` (the iterations after the checkpoint were redone).
     """
+    log_files = [
+        osp.join(run, osp.basename(run) + '.log')
+        for run in timestamp_dirs(work_dir)
+    ]
+    log_files = [path for path in log_files if osp.isfile(path)]
     total, found = 0.0, False
-    for run in timestamp_dirs(work_dir):
-        log_file = osp.join(run, osp.basename(run) + '.log')
-        if osp.isfile(log_file):
-            seconds = log_span_seconds(log_file)
-            if seconds is not None:
-                total += seconds
-                found = True
+    for index, log_file in enumerate(log_files):
+        next_start = (
+            resumed_iteration(log_files[index + 1])
+            if index + 1 < len(log_files) else None)
+        seconds = log_span_seconds(log_file, until_iter=next_start)
+        if seconds is not None:
+            total += seconds
+            found = True
     return total if found else None
 
 
