@@ -538,24 +538,30 @@ esac
 '''
 
 
-def test_camvid_benchmark_script_trains_missing_runs(tmp_path):
-    bench = tmp_path / 'bench'
-    write_run(bench, 'sup_1-8', [30.0])
-    (bench / 'mt_1-8').mkdir()
-    (bench / 'mt_1-8' / 'last_checkpoint').write_text('x/iter_500.pth')
+def run_benchmark_script(tmp_path, bench, *args, **env_vars):
+    """Run camvid_benchmark.sh on ``bench`` with :data:`FAKE_PYTHON`;
+    returns the finished process and the file listing the train/test calls
+    it made."""
     fake = tmp_path / 'python'
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     calls = tmp_path / 'calls.txt'
     env = dict(
         os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable,
-        CALLS=str(calls), METHODS='sup mt rml', SPLITS='1-8',
-        MMSEG_SEMI_CAMVID_ROOT=camvid_root())
-    result = subprocess.run(
-        ['bash', osp.join(REPO_ROOT, 'tools', 'benchmark',
-                          'camvid_benchmark.sh'),
-         str(bench), '--amp'],
-        env=env, capture_output=True, text=True, timeout=120)
+        CALLS=str(calls), MMSEG_SEMI_CAMVID_ROOT=camvid_root(), **env_vars)
+    script = osp.join(REPO_ROOT, 'tools', 'benchmark', 'camvid_benchmark.sh')
+    result = subprocess.run(['bash', script, str(bench), *args], env=env,
+                            capture_output=True, text=True, timeout=120)
+    return result, calls
+
+
+def test_camvid_benchmark_script_trains_missing_runs(tmp_path):
+    bench = tmp_path / 'bench'
+    write_run(bench, 'sup_1-8', [30.0])
+    (bench / 'mt_1-8').mkdir()
+    (bench / 'mt_1-8' / 'last_checkpoint').write_text('x/iter_500.pth')
+    result, calls = run_benchmark_script(
+        tmp_path, bench, '--amp', METHODS='sup mt rml', SPLITS='1-8')
     assert result.returncode == 0, result.stderr
     mt, rml = f'{bench}/mt_1-8', f'{bench}/rml_1-8'
     assert calls.read_text().splitlines()[:4] == [
@@ -581,17 +587,8 @@ def test_camvid_benchmark_script_trains_missing_runs(tmp_path):
 def test_camvid_benchmark_script_repeats_runs(tmp_path):
     bench = tmp_path / 'bench'
     write_run(bench, 'sup_1-8', [30.0])
-    fake = tmp_path / 'python'
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
-    calls = tmp_path / 'calls.txt'
-    env = dict(
-        os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable,
-        CALLS=str(calls), METHODS='sup', SPLITS='1-8', RUNS='3',
-        MMSEG_SEMI_CAMVID_ROOT=camvid_root())
-    script = osp.join(REPO_ROOT, 'tools', 'benchmark', 'camvid_benchmark.sh')
-    result = subprocess.run(['bash', script, str(bench)], env=env,
-                            capture_output=True, text=True, timeout=120)
+    result, calls = run_benchmark_script(
+        tmp_path, bench, METHODS='sup', SPLITS='1-8', RUNS='3')
     assert result.returncode == 0, result.stderr
     trained = [line.split('--work-dir ')[1]
                for line in calls.read_text().splitlines()
@@ -600,9 +597,8 @@ def test_camvid_benchmark_script_repeats_runs(tmp_path):
     rows = (bench / 'results.md').read_text().splitlines()
     assert '| supervised only | 1/8 | 32.00 | - | - | 30.00, 33.00, 33.00 |' \
         in rows
-    result = subprocess.run(['bash', script, str(bench)],
-                            env=dict(env, RUNS='two'), capture_output=True,
-                            text=True, timeout=120)
+    result, _ = run_benchmark_script(
+        tmp_path, bench, METHODS='sup', SPLITS='1-8', RUNS='two')
     assert result.returncode == 1
     assert 'RUNS must be a positive integer, got RUNS=two' in result.stderr
 
