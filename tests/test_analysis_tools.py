@@ -502,16 +502,12 @@ def test_camvid_benchmark_script_skips_finished_runs(tmp_path):
                                  'u2pl_1-8', 'u2pl_1-4', 'rml_1-8',
                                  'rml_1-4')):
         write_run(bench, run, [30.0 + index])
-    env = dict(
-        os.environ, PYTHON=sys.executable,
-        MMSEG_SEMI_CAMVID_ROOT=camvid_root())
-    result = subprocess.run(
-        ['bash', osp.join(REPO_ROOT, 'tools', 'benchmark',
-                          'camvid_benchmark.sh'),
-         str(bench)],
-        env=env, capture_output=True, text=True, timeout=120)
+    result, calls = run_benchmark_script(tmp_path, bench)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('has test results, skipping') == 8
+    # Only the summary ran: nothing was trained or tested again.
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == [
+        'tools/benchmark/summarize_camvid_benchmark.py']
     rows = (bench / 'results.md').read_text().splitlines()
     assert '| RML | 1/4 | 37.00 | +6.00 | - | 37.00 |' in rows
     assert (bench / 'results.png').stat().st_size > 0
@@ -540,8 +536,8 @@ esac
 
 def run_benchmark_script(tmp_path, bench, *args, **env_vars):
     """Run camvid_benchmark.sh on ``bench`` with :data:`FAKE_PYTHON`;
-    returns the finished process and the file listing the train/test calls
-    it made."""
+    returns the finished process and the file listing every interpreter
+    call it made (train, test, summary), one line each."""
     fake = tmp_path / 'python'
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
