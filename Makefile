@@ -4,6 +4,7 @@
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 CAMVID_ROOT ?= $(CURDIR)/../shared/data/camvid
+CCP_ROOT ?= $(CURDIR)/../shared/data/ccp
 DEMO_CONFIG ?= configs/mean_teacher/mean-teacher_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py
 DEMO_ITERS ?= 200
 export VENV
@@ -16,4 +17,4 @@ demo: setup
 	MMSEG_SEMI_CAMVID_ROOT=$(CAMVID_ROOT) $(PY) tools/demo.py --config $(DEMO_CONFIG) --iters $(DEMO_ITERS) --data-root $(CAMVID_ROOT)
 
 test: setup
-	MMSEG_SEMI_CAMVID_ROOT=$(CAMVID_ROOT) $(PY) -m pytest tests -q -p no:cacheprovider
+	MMSEG_SEMI_CAMVID_ROOT=$(CAMVID_ROOT) MMSEG_SEMI_CCP_ROOT=$(CCP_ROOT) $(PY) -m pytest tests -q -p no:cacheprovider

@@ -52,6 +52,17 @@ def camvid_root() -> str:
     return root
 
 
+def ccp_root() -> str:
+    """The CCP data: $MMSEG_SEMI_CCP_ROOT or ../shared/data/ccp."""
+    root = os.environ.get('MMSEG_SEMI_CCP_ROOT') or osp.join(
+        REPO_ROOT, '..', 'shared', 'data', 'ccp')
+    root = osp.abspath(root)
+    if not osp.isdir(osp.join(root, 'img_dir', 'train')):
+        raise FileNotFoundError(
+            f'CCP not found at {root}; set MMSEG_SEMI_CCP_ROOT')
+    return root
+
+
 def seg_preprocessor(size_divisor: Optional[int] = 32) -> dict:
     return dict(
         type='SegDataPreProcessor',
@@ -159,8 +170,8 @@ def tiny_camvid_run_config(base_config: str,
                            val_images: int = 2,
                            checkpoint_interval: int = 2,
                            unsup_start_iter: int = 1,
-                           segmentor_keys: Sequence[str] = ('segmentor', )
-                           ) -> str:
+                           segmentor_keys: Sequence[str] = ('segmentor', ),
+                           data_root: Optional[str] = None) -> str:
     """Text of a config that trains ``base_config`` on real CamVid, small.
 
     64x64 crops from images resized to 1/4 of CamVid's size, batch 2 (labeled
@@ -171,9 +182,10 @@ def tiny_camvid_run_config(base_config: str,
     stride 32, ASPP rates 1), which is several times slower on CPU. A semi
     config's supervised-only warm-up ends at ``unsup_start_iter``;
     ``segmentor_keys`` names the semi model's segmentor configs to make
-    undilated (``('segmentor1', 'segmentor2')`` for RML).
+    undilated (``('segmentor1', 'segmentor2')`` for RML). ``data_root``
+    replaces CamVid's (e.g. CCP's, :func:`ccp_root`).
     """
-    root = camvid_root()
+    root = data_root or camvid_root()
     lines = [
         f'_base_ = [{base_config!r}]',
         f'data_root = {root!r}',

@@ -20,7 +20,7 @@ from PIL import Image
 
 import mmseg_semi  # noqa: F401
 from helpers import (REPO_ROOT, SPLIT_DIR, camvid_root,  # noqa: F401
-                     single_thread, tiny_mean_teacher_cfg,
+                     ccp_root, single_thread, tiny_mean_teacher_cfg,
                      tiny_segmentor_cfg, tiny_semi_inputs, tiny_u2pl_cfg)
 from mmseg.registry import MODELS
 
@@ -118,6 +118,40 @@ def test_plot_curves_reads_text_log(tmp_path):
     assert curves['teacher/mIoU'] == ([20], [39.94])  # at the last train it
     assert 'eta' not in curves
     assert curves['lr'] == ([10, 20], [9.9e-03, 9.5e-03])
+
+
+def test_plot_curves_adds_class_shares_of_the_guard_hook(tmp_path):
+    """A run dir with the guard's class_shares.jsonl: one more panel per
+    teacher, each class's pseudo-label share over its labeled share."""
+    run_dir = tmp_path / '20261207_010000'
+    (run_dir / 'vis_data').mkdir(parents=True)
+    scalars = run_dir / 'vis_data' / 'scalars.json'
+    write_scalars(scalars)
+    records = [
+        dict(iter=50, teacher='teacher1', classes=['bg', 'bag', 'hat'],
+             labeled_share=[0.8, 0.2, 0.0],
+             pseudo_label_share=[0.9, 0.1, 0.0]),
+        dict(iter=100, teacher='teacher1', classes=['bg', 'bag', 'hat'],
+             labeled_share=[0.8, 0.2, 0.0],
+             pseudo_label_share=[0.96, 0.04, 0.0]),
+        dict(iter=50, teacher='teacher2', classes=['bg', 'bag', 'hat'],
+             labeled_share=[0.8, 0.2, 0.0],
+             pseudo_label_share=[0.8, 0.2, 0.0]),
+    ]
+    (run_dir / 'class_shares.jsonl').write_text(
+        '\n'.join(json.dumps(r) for r in records) + '\n')
+    curves = plot_curves.read_curves(str(scalars))
+    xs, ys = curves['class_share/teacher1/bag']
+    assert xs == [50, 100] and ys == pytest.approx([0.5, 0.2])
+    assert curves['class_share/teacher2/bg'] == ([50], [1.0])
+    assert 'class_share/teacher1/hat' not in curves  # no labeled pixel
+    out = tmp_path / 'curves.png'
+    plot_curves.main([str(scalars), '--out', str(out)])
+    # mIoU, losses, unsup_alpha, unsup_weight + one share panel per teacher.
+    assert Image.open(out).size == (800, 6 * 300)
+    (run_dir / 'class_shares.jsonl').write_text('{"iter": 1}\n')
+    with pytest.raises(ValueError, match=r'class_shares.jsonl:1 is not'):
+        plot_curves.read_curves(str(scalars))
 
 
 # ---------------------------------------------------- visualize_pseudo_labels
@@ -406,17 +440,18 @@ def test_summarize_benchmark_table(tmp_path):
         str(bench), str(tmp_path / 'out'))
     rows = open(table_file).read().splitlines()
     assert rows[2:] == [
-        '| method | split | test mIoU | delta vs supervised | '
-        'training wall time | test mIoU per run |',
-        '|---|---|---|---|---|---|',
-        '| supervised only | 1/8 | 40.00 | - | 10.1 min | 40.00 |',
-        '| supervised only | 1/4 | 42.00 | - | 10.0 min | 42.00 |',
-        '| mean teacher | 1/8 | 41.50 | +1.50 | 20.0 min | 41.50 |',
-        '| mean teacher | 1/4 | - | - | - | - |',
-        '| U2PL | 1/8 | - | - | - | - |',
-        '| U2PL | 1/4 | 41.00 | -1.00 | - | 41.00 |',
-        '| RML | 1/8 | - | - | 1.0 min | - |',
-        '| RML | 1/4 | - | - | - | - |',
+        '| method | data, split | test mIoU | delta vs supervised | '
+        'training wall time | test mIoU per run | '
+        'classes below half of supervised |',
+        '|---|---|---|---|---|---|---|',
+        '| supervised only | CamVid 1/8 | 40.00 | - | 10.1 min | 40.00 | - |',
+        '| supervised only | CamVid 1/4 | 42.00 | - | 10.0 min | 42.00 | - |',
+        '| mean teacher | CamVid 1/8 | 41.50 | +1.50 | 20.0 min | 41.50 | - |',
+        '| mean teacher | CamVid 1/4 | - | - | - | - | - |',
+        '| U2PL | CamVid 1/8 | - | - | - | - | - |',
+        '| U2PL | CamVid 1/4 | 41.00 | -1.00 | - | 41.00 | - |',
+        '| RML | CamVid 1/8 | - | - | 1.0 min | - | - |',
+        '| RML | CamVid 1/4 | - | - | - | - | - |',
     ]
     assert Image.open(chart_file).size == (700, 400)
 
@@ -435,10 +470,49 @@ def test_summarize_averages_repeated_runs(tmp_path):
     # sup mean 41.5 over 11 min; U2PL runs in run order 1, 3, 10 (run 2 has
     # no test yet): mean 45.5, delta of the means +4.0; time of the tested
     # runs with logs (1200 and 1080 s; not run 2's 60 s): 19.0 min
-    assert '| supervised only | 1/8 | 41.50 | - | 11.0 min | 40.00, 43.00 |' \
-        in rows
-    assert '| U2PL | 1/8 | 45.50 | +4.00 | 19.0 min | 44.00, 47.50, 45.00 |' \
-        in rows
+    assert ('| supervised only | CamVid 1/8 | 41.50 +- 2.12 | - | 11.0 min | '
+            '40.00, 43.00 | - |') in rows
+    assert ('| U2PL | CamVid 1/8 | 45.50 +- 1.80 | +4.00 | 19.0 min | '
+            '44.00, 47.50, 45.00 | - |') in rows
+
+
+def write_class_table(bench, run, ious):
+    """Add mmseg's per-class table to the run's newest test log."""
+    test_dir = sorted((bench / run / 'test').iterdir())[-1]
+    rows = ''.join(f'| {name} | {iou:.2f} | 90.0 |\n'
+                   for name, iou in ious.items())
+    (test_dir / f'{test_dir.name}.log').write_text(
+        '2026/12/07 01:00:00 - mmengine - INFO - per class results:\n'
+        '+------+-----+-----+\n|  Class | IoU | Acc |\n'
+        '+------+-----+-----+\n' + rows + '+------+-----+-----+\n')
+
+
+def test_summarize_reports_std_ccp_and_collapsed_classes(tmp_path):
+    bench = tmp_path / 'bench'
+    write_run(bench, 'sup_ccp-1-8', [24.0], [600])
+    write_run(bench, 'sup_ccp-1-8_run2', [26.0], [600])
+    write_run(bench, 'u2pl_ccp-1-8', [27.0], [1200])
+    write_run(bench, 'u2pl_ccp-1-8_run2', [28.0], [1200])
+    write_run(bench, 'u2pl_ccp-1-8_run3', [29.0], [1200])
+    write_class_table(bench, 'sup_ccp-1-8', dict(background=90.0, bag=4.0))
+    write_class_table(bench, 'sup_ccp-1-8_run2', dict(background=92.0,
+                                                      bag=6.0))
+    write_class_table(bench, 'u2pl_ccp-1-8', dict(background=93.0, bag=2.0))
+    write_class_table(bench, 'u2pl_ccp-1-8_run2',
+                      dict(background=93.0, bag=2.6))
+    write_class_table(bench, 'u2pl_ccp-1-8_run3',
+                      dict(background=93.0, bag=5.0))
+    assert summarize.read_class_ious(str(bench / 'u2pl_ccp-1-8')) == dict(
+        background=93.0, bag=2.0)
+    table_file, _ = summarize.summarize(str(bench), str(tmp_path / 'out'))
+    rows = open(table_file).read().splitlines()
+    # Only the split that ran; std over runs; bag's supervised mean is 5.0,
+    # so 2.0 (run 1) is below half of it and 2.6 (run 2) is not.
+    assert rows[4] == ('| supervised only | CCP 1/8 | 25.00 +- 1.41 | - | '
+                       '10.0 min | 24.00, 26.00 | - |')
+    assert ('| U2PL | CCP 1/8 | 28.00 +- 1.00 | +3.00 | 20.0 min | '
+            '27.00, 28.00, 29.00 | bag (1/3) |') in rows
+    assert not any('CamVid' in row for row in rows)
 
 
 def test_summarize_counts_redone_iterations_of_a_resumed_run_once(tmp_path):
@@ -477,8 +551,8 @@ def test_summarize_lists_only_compositions_that_ran(tmp_path):
     write_run(bench, 'mt-pspnet_1-8', [], [60])  # trained, not tested
     table_file, _ = summarize.summarize(str(bench), str(tmp_path / 'out'))
     table = open(table_file).read()
-    assert '| RML + U2PL contrastive head | 1/8 | 44.50 | +4.50 | 2.0 min |' \
-        in table
+    assert '| RML + U2PL contrastive head | CamVid 1/8 | 44.50 | +4.50 | ' \
+        '2.0 min |' in table
     assert 'PSPNet' not in table and 'rectifier' not in table
 
 
@@ -498,18 +572,20 @@ def test_summarize_errors_without_results(tmp_path):
 
 def test_camvid_benchmark_script_skips_finished_runs(tmp_path):
     bench = tmp_path / 'bench'
-    for index, run in enumerate(('sup_1-8', 'sup_1-4', 'mt_1-8', 'mt_1-4',
-                                 'u2pl_1-8', 'u2pl_1-4', 'rml_1-8',
-                                 'rml_1-4')):
+    runs = [f'{method}_{split}' for method in ('sup', 'mt', 'u2pl', 'rml')
+            for split in ('1-8', '1-4', 'ccp-1-8')]
+    for index, run in enumerate(runs):
         write_run(bench, run, [30.0 + index])
     result, calls = run_benchmark_script(tmp_path, bench)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count('has test results, skipping') == 8
+    assert result.stdout.count('has test results, skipping') == 12
     # Only the summary ran: nothing was trained or tested again.
     assert [line.split()[0] for line in calls.read_text().splitlines()] == [
         'tools/benchmark/summarize_camvid_benchmark.py']
     rows = (bench / 'results.md').read_text().splitlines()
-    assert '| RML | 1/4 | 37.00 | +6.00 | - | 37.00 |' in rows
+    # sup_1-4 is run 1 (31.0), rml_1-4 run 10 (40.0); CCP's sup is 32.0.
+    assert '| RML | CamVid 1/4 | 40.00 | +9.00 | - | 40.00 | - |' in rows
+    assert '| RML | CCP 1/8 | 41.00 | +9.00 | - | 41.00 | - |' in rows
     assert (bench / 'results.png').stat().st_size > 0
 
 
@@ -544,7 +620,8 @@ def run_benchmark_script(tmp_path, bench, *args, **env_vars):
     calls = tmp_path / 'calls.txt'
     env = dict(
         os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable,
-        CALLS=str(calls), MMSEG_SEMI_CAMVID_ROOT=camvid_root(), **env_vars)
+        CALLS=str(calls), MMSEG_SEMI_CAMVID_ROOT=camvid_root(),
+        MMSEG_SEMI_CCP_ROOT=ccp_root(), **env_vars)
     script = osp.join(REPO_ROOT, 'tools', 'benchmark', 'camvid_benchmark.sh')
     result = subprocess.run(['bash', script, str(bench), *args], env=env,
                             capture_output=True, text=True, timeout=120)
@@ -576,8 +653,9 @@ def test_camvid_benchmark_script_trains_missing_runs(tmp_path):
     assert 'TRAIN_WALL_SECONDS' in (bench / 'rml_1-8' /
                                     'train_and_test.log').read_text()
     rows = (bench / 'results.md').read_text().splitlines()
-    assert '| mean teacher | 1/8 | 33.00 | +3.00 | - | 33.00 |' in rows
-    assert '| RML | 1/8 | 33.00 | +3.00 | - | 33.00 |' in rows
+    assert '| mean teacher | CamVid 1/8 | 33.00 | +3.00 | - | 33.00 | - |' \
+        in rows
+    assert '| RML | CamVid 1/8 | 33.00 | +3.00 | - | 33.00 | - |' in rows
 
 
 def test_camvid_benchmark_script_repeats_runs(tmp_path):
@@ -591,8 +669,8 @@ def test_camvid_benchmark_script_repeats_runs(tmp_path):
                if line.startswith('tools/train.py')]
     assert trained == [f'{bench}/sup_1-8_run2', f'{bench}/sup_1-8_run3']
     rows = (bench / 'results.md').read_text().splitlines()
-    assert '| supervised only | 1/8 | 32.00 | - | - | 30.00, 33.00, 33.00 |' \
-        in rows
+    assert ('| supervised only | CamVid 1/8 | 32.00 +- 1.73 | - | - | '
+            '30.00, 33.00, 33.00 | - |') in rows
     result, _ = run_benchmark_script(
         tmp_path, bench, METHODS='sup', SPLITS='1-8', RUNS='two')
     assert result.returncode == 1

@@ -14,7 +14,7 @@ import re
 
 import mmseg.registry
 import pytest
-from helpers import REPO_ROOT, camvid_root, tiny_segmentor_cfg
+from helpers import REPO_ROOT, camvid_root, ccp_root, tiny_segmentor_cfg
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import Registry, init_default_scope
 from torch import nn
@@ -244,7 +244,9 @@ def test_config_snippet_builds(component, tmp_path):
     built = []
     for config in configs:
         config = dict(config)
-        if component.registry == 'DATASETS':
+        if component.name == 'CCPDataset':
+            config['data_root'] = ccp_root()
+        elif component.registry == 'DATASETS':
             # The snippet's paths are placeholders: use the real ones.
             config['data_root'] = camvid_root()
             config['ann_file'] = osp.join(REPO_ROOT, 'splits', 'camvid',

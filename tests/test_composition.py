@@ -53,13 +53,14 @@ REP = 8
 # ------------------------------------------------------------ tiny models
 def tiny_dual_u2pl_cfg(**kwargs) -> ConfigDict:
     """Two tiny FCN students with a U2PL head each, an entropy labeler, no
-    rectifier, noise or CutMix (added per test)."""
+    rectifier, noise, class balance or CutMix (added per test)."""
     cfg = dict(
         type='DualStudentSegmentor',
         segmentor1=tiny_segmentor_cfg(NUM_CLASSES),
         student1_noise=None,
         student2_noise=None,
         rectifier=None,
+        class_balance=None,
         pseudo_labeler=dict(type='EntropyPseudoLabeler', alpha_0=0.2),
         cutmix=None,
         rep_head=tiny_rep_head_cfg(channels=REP),

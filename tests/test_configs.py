@@ -48,6 +48,7 @@ DATASET_TYPES = {
     'camvid': 'CamVidDataset',
     'voc12': 'PascalVOCDataset',
     'cityscapes': 'CityscapesDataset',
+    'ccp': 'CCPDataset',
 }
 
 # The U2PL paper's setting (Sec. 4.1, checked against its released
@@ -223,7 +224,10 @@ def test_config_name(relpath):
         assert {d.type for d in labeled} == {DATASET_TYPES[family]}
     if match['split'] != 'full':
         for dataset in labeled:
-            assert re.search(rf'(^|/){match["split"]}(_|/)',
+            # CamVid/VOC/Cityscapes splits: .../1-8_seed0/labeled.txt;
+            # CCP's (its release): splits/labeled_1of8.txt.
+            of_form = match['split'].replace('-', 'of')
+            assert re.search(rf'(^|/){match["split"]}(_|/)|_{of_form}\.',
                              dataset.ann_file), (
                                  f'{name}: labeled split {dataset.ann_file}')
     crop = (int(match['height']), int(match['width']))
@@ -373,8 +377,10 @@ def test_u2pl_mean_teacher(relpath):
     cfg = load(relpath)
     model = cfg.model
     assert model.type == 'MeanTeacherSegmentor'
+    # The paper's batch-wide entropy quantile on the raw softmax.
     assert plain(model.pseudo_labeler) == dict(
-        type='EntropyPseudoLabeler', alpha_0=0.2)
+        type='EntropyPseudoLabeler', alpha_0=0.2, class_wise=False)
+    assert model.class_balance is None
     assert model.cutmix.prob == 0.5
     assert cfg.train_cfg.type == 'SemiIterBasedTrainLoop'
     assert cfg.val_cfg.type == 'TeacherStudentValLoop'

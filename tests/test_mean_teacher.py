@@ -200,9 +200,11 @@ def test_loss_keys_and_gradients_reach_only_the_student():
 
 
 def test_unsup_loss_matches_hand_computation():
+    # The raw softmax (tests/test_class_balance.py covers the alignment).
     model = build(
         pseudo_labeler=dict(type='EntropyPseudoLabeler', alpha_0=0.3),
-        unsup_weight=0.5)
+        unsup_weight=0.5,
+        class_balance=None)
     perturb_(model.student, seed=1)  # teacher != student
     model.set_train_progress(3, 10)
     model.train()

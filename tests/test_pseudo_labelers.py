@@ -338,7 +338,8 @@ def test_pseudo_label_cross_entropy_rejects_bad_input():
 
 
 def test_entropy_labeler_end_to_end():
-    labeler = EntropyPseudoLabeler(alpha_0=0.2, eta=1.0)
+    # The paper's batch-wide quantile (Eq. 6).
+    labeler = EntropyPseudoLabeler(alpha_0=0.2, eta=1.0, class_wise=False)
     result = labeler(probs_1x5(), VALID_1x5, progress=(0, 100))
     assert isinstance(result, PseudoLabels)
     # Valid entropies sorted: 0, H1, H2, ln 3; virtual index 0.8 * 3 = 2.4.
@@ -408,7 +409,7 @@ def test_entropy_labeler_constant_weight():
 
 
 def test_entropy_labeler_custom_ignore_index():
-    labeler = EntropyPseudoLabeler(ignore_index=-1)
+    labeler = EntropyPseudoLabeler(ignore_index=-1, class_wise=False)
     result = labeler(probs_1x5(), VALID_1x5)
     assert result.labels.tolist() == [[[0, 1, 2, -1, -1]]]
 

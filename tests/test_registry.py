@@ -9,7 +9,7 @@ from mmseg.registry import (DATASETS, HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS,
 import mmseg_semi  # noqa: F401
 
 COMPONENTS = {
-    DATASETS: ['CamVidDataset'],
+    DATASETS: ['CamVidDataset', 'CCPDataset'],
     TRANSFORMS: [
         'MultiBranch', 'RandomColorJitter', 'RandomGrayscale',
         'RandomGaussianBlur', 'RandAugmentPhotometric',
@@ -19,10 +19,11 @@ COMPONENTS = {
         'EfficientNetLite', 'MultiBranchDataPreprocessor',
         'MeanTeacherSegmentor', 'DualStudentSegmentor',
         'EntropyPseudoLabeler', 'ConfidencePseudoLabeler',
+        'DistributionAlignment',
         'PrototypeRectifier', 'RepresentationHead', 'U2PLContrastiveLoss',
         'ClassMemoryBank', 'DeepLabV2Head'
     ],
-    HOOKS: ['EMATeacherHook'],
+    HOOKS: ['EMATeacherHook', 'ClassCollapseGuardHook'],
     OPTIM_WRAPPERS: ['FiniteLossOptimWrapper', 'AnyDeviceAmpOptimWrapper'],
     LOOPS: ['SemiIterBasedTrainLoop', 'TeacherStudentValLoop'],
 }

@@ -105,7 +105,9 @@ def write_run_config(tmp_path, method: str, max_iters: int,
 def with_hooks(tmp_path, config: str, name: str, *hooks: dict) -> str:
     """``config`` with ``hooks`` appended to its custom hooks."""
     existing = Config.fromfile(config).to_dict()['custom_hooks']
-    assert [h['type'] for h in existing] == ['EMATeacherHook']
+    assert [h['type'] for h in existing] == [
+        'EMATeacherHook', 'ClassCollapseGuardHook'
+    ]
     path = tmp_path / f'{name}.py'
     path.write_text(f'_base_ = [{config!r}]\n'
                     f'custom_hooks = {existing + list(hooks)!r}\n')
@@ -349,7 +351,11 @@ def gradient_model_cfg(contrast_weight: float = CONTRAST_WEIGHT,
     return tiny_mean_teacher_cfg(
         segmentor=segmentor,
         pseudo_labeler=dict(
-            type='EntropyPseudoLabeler', alpha_0=0.5, schedule='constant'),
+            type='EntropyPseudoLabeler',
+            alpha_0=0.5,
+            schedule='constant',
+            class_wise=False),
+        class_balance=None,
         unsup_weight=unsup_weight,
         rep_head=dict(
             type='RepresentationHead',

@@ -92,7 +92,9 @@ def test_mean_teacher_resume_matches_uninterrupted_run(tmp_path, train_tool):
             checkpoint_interval=2,
             unsup_start_iter=1))
     hooks = Config.fromfile(MEAN_TEACHER_CONFIG).to_dict()['custom_hooks']
-    assert [h['type'] for h in hooks] == ['EMATeacherHook']
+    assert [h['type'] for h in hooks] == [
+        'EMATeacherHook', 'ClassCollapseGuardHook'
+    ]
     interrupted = tmp_path / 'interrupted.py'
     stop = dict(type='StopTrainingAfter', iters=2)
     interrupted.write_text(f'_base_ = [{str(config)!r}]\n'
@@ -167,24 +169,33 @@ def test_dist_train_two_cpu_processes(tmp_path):
     config.write_text(
         tiny_camvid_run_config(
             MEAN_TEACHER_CONFIG, semi=True, max_iters=2, val_interval=2))
-    work_dir = tmp_path / 'work'
-    env = dict(
-        os.environ,
-        PORT=str(free_port()),
-        PYTHON=sys.executable,
-        OMP_NUM_THREADS='1',
-        MMSEG_SEMI_CAMVID_ROOT=camvid_root())
-    result = subprocess.run(
-        ['bash',
-         osp.join(REPO_ROOT, 'tools', 'dist_train.sh'),
-         str(config), '2', '--work-dir',
-         str(work_dir)],
-        cwd=str(tmp_path),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400)
-    output = result.stdout + result.stderr
+    # A gloo rank sometimes aborts at process exit after training finished
+    # ("terminate called without an active exception", exit -6; seen with
+    # and without this package's changes, about one run in five on a busy
+    # 2-core machine, also after tools/train.py destroys the process
+    # group). That one failure gets one fresh retry; any other fails.
+    for attempt in range(2):
+        work_dir = tmp_path / f'work{attempt}'
+        env = dict(
+            os.environ,
+            PORT=str(free_port()),
+            PYTHON=sys.executable,
+            OMP_NUM_THREADS='1',
+            MMSEG_SEMI_CAMVID_ROOT=camvid_root())
+        result = subprocess.run(
+            ['bash',
+             osp.join(REPO_ROOT, 'tools', 'dist_train.sh'),
+             str(config), '2', '--work-dir',
+             str(work_dir)],
+            cwd=str(tmp_path),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400)
+        output = result.stdout + result.stderr
+        exit_abort = 'terminate called without an active exception' in output
+        if result.returncode == 0 or not exit_abort or attempt == 1:
+            break
     assert result.returncode == 0, output[-4000:]
     assert osp.isfile(work_dir / 'iter_2.pth')
     logs = glob.glob(osp.join(work_dir, '*', '*.log'))

@@ -218,8 +218,10 @@ def test_paper_values(dataset, split):
 
     # Mean teacher: entropy labeler alpha_0 = 0.2 (drop_percent 80), EMA
     # 0.99, unsupervised loss weight 1 (the segmentor's default).
+    # The paper's batch-wide entropy quantile on the raw softmax.
     assert plain(model.pseudo_labeler) == dict(
-        type='EntropyPseudoLabeler', alpha_0=0.2)
+        type='EntropyPseudoLabeler', alpha_0=0.2, class_wise=False)
+    assert model.class_balance is None
     assert model.get('unsup_weight', 1.0) == 1.0
     assert plain(cfg.custom_hooks) == [
         dict(type='EMATeacherHook', decay=0.99, warmup=True)

@@ -42,4 +42,7 @@ train_cfg = dict(
     type='SemiIterBasedTrainLoop',
     unlabeled_dataloader=_base_.unlabeled_dataloader)
 val_cfg = dict(type='TeacherStudentValLoop')
-custom_hooks = [dict(type='EMATeacherHook', decay=0.99, warmup=True)]
+custom_hooks = [
+    dict(type='EMATeacherHook', decay=0.99, warmup=True),
+    dict(type='ClassCollapseGuardHook', interval=50)
+]

@@ -17,6 +17,11 @@ train_cfg = dict(
     type='SemiIterBasedTrainLoop',
     unlabeled_dataloader={{_base_.unlabeled_dataloader}})
 val_cfg = dict(type='TeacherStudentValLoop')
-custom_hooks = [dict(type='EMATeacherHook', decay=0.99, warmup=True)]
+# The guard logs each class's pseudo-label share against its labeled share
+# (work_dir/<run>/class_shares.jsonl) and warns when one is vanishing.
+custom_hooks = [
+    dict(type='EMATeacherHook', decay=0.99, warmup=True),
+    dict(type='ClassCollapseGuardHook', interval=50)
+]
 default_hooks = dict(
     checkpoint=dict(save_best='teacher/mIoU', rule='greater'))

@@ -3,7 +3,11 @@
 Reads ``vis_data/scalars.json`` (one JSON record per logged step) or the
 text ``.log`` of a run and draws the chosen scalars over iterations, one
 panel per group: every ``*mIoU`` key together (teacher/student/ensemble),
-every loss together, then one panel per other key.
+every loss together, then one panel per other key. Where the run has a
+``class_shares.jsonl`` (written by ``ClassCollapseGuardHook``), one more
+panel per teacher shows each class's share of the reliable pseudo-labels
+divided by its labeled share (``class_share/<class>``: 1 is balanced, a
+curve falling towards 0 is a class the pseudo-labels are losing).
 
 Examples:
     # default keys: */mIoU, losses, unsup_alpha, unsup_weight and RML's
@@ -24,7 +28,10 @@ from typing import Dict, List, Sequence, Tuple
 #: Keys plotted when none are given (shell-style patterns).
 DEFAULT_KEYS = ('*mIoU', 'loss', 'sup*loss*', 'unsup*loss*', 'unsup*_alpha',
                 'unsup*_weight', 'unsup_teacher_tv_distance',
-                'unsup_teacher_agreement')
+                'unsup_teacher_agreement', 'class_share/*')
+#: Keys of the class-share curves (one panel per teacher).
+CLASS_SHARE_PREFIX = 'class_share/'
+CLASS_SHARES_FILE = 'class_shares.jsonl'
 
 #: One curve: (iterations, values).
 Curve = Tuple[List[int], List[float]]
@@ -107,11 +114,50 @@ def read_text_log(path: str) -> Dict[str, Curve]:
     return curves
 
 
+def read_class_shares(path: str) -> Dict[str, Curve]:
+    """``class_share/[<teacher>/]<class>`` curves of a ``class_shares.jsonl``:
+    the class's share of the reliable pseudo-labels over its labeled share
+    (classes without labeled pixels are left out)."""
+    curves: Dict[str, Curve] = OrderedDict()
+    with open(path) as file:
+        for line_number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                prefix = f'{record["teacher"]}/' if record['teacher'] else ''
+                rows = zip(record['classes'], record['pseudo_label_share'],
+                           record['labeled_share'])
+                iteration = int(record['iter'])
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(f'{path}:{line_number} is not a class-share '
+                                 f'record: {error!r}') from None
+            for name, share, labeled in rows:
+                if labeled > 0:
+                    xs, ys = curves.setdefault(
+                        f'{CLASS_SHARE_PREFIX}{prefix}{name}', ([], []))
+                    xs.append(iteration)
+                    ys.append(share / labeled)
+    return curves
+
+
+def class_shares_file(source: str) -> str:
+    """Where the guard hook writes beside a run's scalars or text log."""
+    run_dir = osp.dirname(source)
+    if osp.basename(run_dir) == 'vis_data':
+        run_dir = osp.dirname(run_dir)
+    return osp.join(run_dir, CLASS_SHARES_FILE)
+
+
 def read_curves(path: str) -> Dict[str, Curve]:
-    """Curves of a ``scalars.json``/``.json`` file or a text ``.log``."""
-    if path.endswith('.log'):
-        return read_text_log(path)
-    return read_scalars_json(path)
+    """Curves of a ``scalars.json``/``.json`` file or a text ``.log``, plus
+    the class-share curves of the run when it has them."""
+    curves = read_text_log(path) if path.endswith('.log') \
+        else read_scalars_json(path)
+    shares = class_shares_file(path)
+    if osp.isfile(shares):
+        curves.update(read_class_shares(shares))
+    return curves
 
 
 def select_keys(available: Sequence[str], patterns: Sequence[str],
@@ -141,15 +187,25 @@ def select_keys(available: Sequence[str], patterns: Sequence[str],
 
 
 def group_keys(keys: Sequence[str]) -> List[Tuple[str, List[str]]]:
-    """Panels: all mIoU keys, all loss keys, then one panel per other key."""
-    miou = [k for k in keys if k.endswith('mIoU')]
-    losses = [k for k in keys if 'loss' in k and k not in miou]
+    """Panels: all mIoU keys, all loss keys, one panel per other key, then
+    the class-share curves, one panel per teacher."""
+    shares = [k for k in keys if k.startswith(CLASS_SHARE_PREFIX)]
+    miou = [k for k in keys if k.endswith('mIoU') and k not in shares]
+    losses = [k for k in keys if 'loss' in k and k not in miou + shares]
     groups = []
     if miou:
         groups.append(('mIoU', miou))
     if losses:
         groups.append(('loss', losses))
-    groups += [(k, [k]) for k in keys if k not in miou and k not in losses]
+    groups += [(k, [k]) for k in keys
+               if k not in miou and k not in losses and k not in shares]
+    by_teacher: Dict[str, List[str]] = OrderedDict()
+    for key in shares:
+        parts = key[len(CLASS_SHARE_PREFIX):].split('/')
+        teacher = parts[0] + ' ' if len(parts) > 1 else ''
+        by_teacher.setdefault(teacher, []).append(key)
+    groups += [(f'{teacher}pseudo-label / labeled share', group)
+               for teacher, group in by_teacher.items()]
     return groups
 
 

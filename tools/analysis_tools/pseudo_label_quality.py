@@ -30,7 +30,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from visualize_pseudo_labels import (  # noqa: E402
     find_label, inference_pipeline, label_locations, read_label,
     resolve_images, schedule_progress, teacher_and_rectifier,
-    teacher_outputs, training_dataset_cfg)
+    teacher_class_balance, teacher_outputs, training_dataset_cfg)
 
 from mmseg_semi.utils.checkpoint_loading import \
     build_model_from_checkpoint  # noqa: E402
@@ -128,8 +128,9 @@ def main(argv=None) -> str:
             dict(inputs=[data['inputs']],
                  data_samples=[data['data_samples']]), False)
         inputs = batch['inputs'].to(args.device)
-        probs, pseudo = teacher_outputs(model, teacher, rectifier, inputs,
-                                        batch['data_samples'], progress)
+        probs, pseudo = teacher_outputs(
+            model, teacher, rectifier, inputs, batch['data_samples'],
+            progress, teacher_class_balance(model, name))
         height, width = data['data_samples'].img_shape[:2]
         pred = pseudo.probs.argmax(dim=1)[0, :height, :width].cpu()
         reliable = pseudo.reliable[0, :height, :width].cpu()

@@ -222,11 +222,23 @@ def teacher_and_rectifier(model, name: Optional[str]):
     return name, getattr(model, name), rectifier
 
 
+def teacher_class_balance(model, name: str):
+    """The class-balance component used with the named teacher, or None
+    (``class_balance`` of a mean teacher, ``class_balance<i>`` of teacher
+    ``i`` of a dual student)."""
+    teachers = [teacher for teacher, _ in model.teacher_student_names]
+    if len(teachers) == 1:
+        return getattr(model, 'class_balance', None)
+    return getattr(model, f'class_balance{teachers.index(name) + 1}', None)
+
+
 @torch.no_grad()
 def teacher_outputs(model, teacher, rectifier, inputs: torch.Tensor,
-                    data_samples, progress: Tuple[int, int]):
+                    data_samples, progress: Tuple[int, int],
+                    class_balance=None):
     """The teacher's raw softmax and the model's pseudo-labels for a batch,
-    computed as in training; the rectifier is a throw-away copy."""
+    computed as in training; the rectifier and the class-balance component
+    are throw-away copies."""
     logits, feats = forward_logits(
         teacher, inputs, with_features=rectifier is not None)
     probs = logits.float().softmax(dim=1)
@@ -234,7 +246,8 @@ def teacher_outputs(model, teacher, rectifier, inputs: torch.Tensor,
     pseudo = rectified_pseudo_labels(
         model.pseudo_labeler,
         copy.deepcopy(rectifier) if rectifier is not None else None, probs,
-        feats, valid, progress)
+        feats, valid, progress,
+        copy.deepcopy(class_balance) if class_balance is not None else None)
     return probs, pseudo
 
 
@@ -306,8 +319,9 @@ def visualize_image(model, teacher_name, teacher, rectifier, pipeline,
         dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
         False)
     inputs = batch['inputs'].to(device)
-    probs, pseudo = teacher_outputs(model, teacher, rectifier, inputs,
-                                    batch['data_samples'], progress)
+    probs, pseudo = teacher_outputs(
+        model, teacher, rectifier, inputs, batch['data_samples'], progress,
+        teacher_class_balance(model, teacher_name))
     height, width = data['data_samples'].img_shape[:2]
     num_classes = probs.shape[1]
 

@@ -1,17 +1,20 @@
-"""Collect the CamVid benchmark's test mIoU into a markdown table and a chart.
+"""Collect the benchmark's test mIoU into a markdown table and a chart.
 
 A benchmark directory holds one work dir per run, ``<method>_<split>``
-(``sup``, ``mt``, ``u2pl``, ``rml`` x ``1-8``, ``1-4``), and for repeated
+(``sup``, ``mt``, ``u2pl``, ``rml`` x CamVid ``1-8``, ``1-4`` and CCP
+``ccp-1-8``), and for repeated
 runs of the same config ``<method>_<split>_run<k>`` (k = 2, 3, ...), each
 written by ``tools/benchmark/train_and_test.sh``: training logs under
 ``<timestamp>/<timestamp>.log`` and the test metrics that mmengine saved
 under ``test/<timestamp>/<timestamp>.json``. Runs not (yet) finished are
 listed as missing, so the summary can be written at any time.
 
-Writes ``results.md`` (method x split: mean test mIoU over the finished
-runs, difference to the supervised-only mean of the same split, mean
-training wall time, and each run's test mIoU) and ``results.png`` (grouped
-bar chart of the mean test mIoU).
+Writes ``results.md`` (method x split, for the splits that have runs: mean
++- standard deviation of the test mIoU over the finished runs, difference to
+the supervised-only mean of the same split, mean training wall time, each
+run's test mIoU, and the classes whose test IoU fell below half of their
+supervised-only mean in some run, read from the per-class table of the test
+log) and ``results.png`` (grouped bar chart of the mean test mIoU).
 
 Example:
     python tools/benchmark/summarize_camvid_benchmark.py work_dirs/bench \
@@ -34,8 +37,10 @@ COMPOSITION_METHODS = (('rml-u2pl', 'RML + U2PL contrastive head'),
                        ('u2pl-rect', 'U2PL + prototype rectifier'),
                        ('mt-segformer', 'mean teacher, SegFormer MiT-B0'),
                        ('mt-pspnet', 'mean teacher, mmseg PSPNet-R18'))
-#: Split names as in the run names and configs (labeled fraction).
-SPLITS = ('1-8', '1-4')
+#: Split names as in the run names (labeled fraction; CCP's prefixed) and
+#: their display names.
+SPLITS = ('1-8', '1-4', 'ccp-1-8')
+SPLIT_NAMES = {'1-8': 'CamVid 1/8', '1-4': 'CamVid 1/4', 'ccp-1-8': 'CCP 1/8'}
 BASELINE = 'sup'
 
 _RUN_DIR = re.compile(r'^\d{8}_\d{6}$')
@@ -44,6 +49,9 @@ _LOG_TIME = re.compile(r'^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - mmengine')
 _TRAIN_ITER = re.compile(r'Iter\(train\) \[\s*(\d+)/')
 _RESUMED = re.compile(r'resumed epoch: \d+, iter: (\d+)')
 _LOG_TIME_FORMAT = '%Y/%m/%d %H:%M:%S'
+#: A row of mmseg's per-class table: | name | IoU | Acc |.
+_CLASS_ROW = re.compile(r'^\|\s*(\S[^|]*?)\s*\|\s*([\d.]+|nan)\s*\|'
+                        r'\s*([\d.]+|nan)\s*\|\s*$')
 
 
 def timestamp_dirs(path: str) -> List[str]:
@@ -79,6 +87,24 @@ def read_test_miou(work_dir: str) -> Optional[float]:
             raise KeyError(f'{metrics_file} has no "mIoU" (keys: '
                            f'{sorted(metrics)})')
         return float(metrics['mIoU'])
+    return None
+
+
+def read_class_ious(work_dir: str) -> Optional[Dict[str, float]]:
+    """Per-class test IoU of the newest test run (mmseg's "per class
+    results" table in ``test/<timestamp>/<timestamp>.log``), or None."""
+    for run in reversed(timestamp_dirs(osp.join(work_dir, 'test'))):
+        log_file = osp.join(run, osp.basename(run) + '.log')
+        if not osp.isfile(log_file):
+            continue
+        ious: Dict[str, float] = {}
+        with open(log_file, errors='replace') as file:
+            for line in file:
+                match = _CLASS_ROW.match(line.strip())
+                if match and match.group(1) != 'Class':
+                    ious[match.group(1)] = float(match.group(2))
+        if ious:
+            return ious
     return None
 
 
@@ -168,16 +194,29 @@ def mean_or_none(values: Sequence[float]) -> Optional[float]:
     return sum(values) / len(values) if values else None
 
 
+def std_or_none(values: Sequence[float]) -> Optional[float]:
+    """Sample standard deviation (n - 1); None for fewer than 2 values."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    return math.sqrt(
+        sum((v - mean)**2 for v in values) / (len(values) - 1))
+
+
 def collect_results(bench_dir: str,
                     methods: Sequence[Tuple[str, str]] = METHODS,
                     splits: Sequence[str] = SPLITS
                     ) -> Dict[Tuple[str, str], dict]:
-    """``{(method, split): dict(miou=..., train_seconds=..., run_mious=...)}``.
+    """``{(method, split): dict(miou=, std=, train_seconds=, run_mious=,
+    run_class_ious=)}``.
 
-    ``miou`` is the mean over the runs with test results and
+    ``miou`` is the mean over the runs with test results, ``std`` their
+    sample standard deviation (None for one run), and
     ``train_seconds`` the mean training time of those runs (of the runs with
     training logs while none is tested); None when there is nothing to
-    average. ``run_mious`` lists each tested run's mIoU in run order.
+    average. ``run_mious`` lists each tested run's mIoU in run order and
+    ``run_class_ious`` each tested run's per-class IoU (runs whose test log
+    has the table).
     """
     if not osp.isdir(bench_dir):
         raise FileNotFoundError(
@@ -187,6 +226,11 @@ def collect_results(bench_dir: str,
         for split in splits:
             work_dirs = repeat_work_dirs(bench_dir, method, split)
             mious = [read_test_miou(work_dir) for work_dir in work_dirs]
+            class_ious = [
+                read_class_ious(work_dir)
+                for work_dir, miou in zip(work_dirs, mious)
+                if miou is not None
+            ]
             seconds = [read_train_seconds(work_dir) for work_dir in work_dirs]
             run_mious = [miou for miou in mious if miou is not None]
             # Time of the finished runs only (a run still training would
@@ -195,6 +239,8 @@ def collect_results(bench_dir: str,
                         if value is not None and miou is not None]
             results[(method, split)] = dict(
                 miou=mean_or_none(run_mious),
+                std=std_or_none(run_mious),
+                run_class_ious=[c for c in class_ious if c],
                 train_seconds=mean_or_none(finished or [
                     value for value in seconds if value is not None]),
                 run_mious=run_mious)
@@ -211,35 +257,66 @@ def format_minutes(seconds: Optional[float]) -> str:
     return '-' if seconds is None else f'{seconds / 60:.1f} min'
 
 
+def collapsed_classes(row: dict, baseline_row: dict) -> str:
+    """Classes whose test IoU fell below half of their supervised-only mean
+    in some run of ``row``, with how many runs: 'bag (2/3), hair (1/3)'."""
+    runs = row.get('run_class_ious') or []
+    base_runs = baseline_row.get('run_class_ious') or []
+    if not runs or not base_runs:
+        return '-'
+    below = {}
+    for name in base_runs[0]:
+        base = mean_or_none([r[name] for r in base_runs if name in r])
+        if not base or math.isnan(base):
+            continue
+        hits = sum(1 for r in runs if r.get(name, base) < 0.5 * base)
+        if hits:
+            below[name] = hits
+    if not below:
+        return 'none'
+    return ', '.join(f'{name} ({hits}/{len(runs)})'
+                     for name, hits in below.items())
+
+
 def results_table(results: Dict[Tuple[str, str], dict],
                   methods: Sequence[Tuple[str, str]] = METHODS,
                   splits: Sequence[str] = SPLITS,
                   baseline: str = BASELINE) -> str:
     """Markdown table, one row per method and split.
 
-    ``test mIoU`` is the mean over the finished runs and ``delta vs
-    supervised`` the difference of the method's and the baseline's means on
-    the same split ('-' when either is missing); ``test mIoU per run`` shows
-    the spread the mean hides.
+    ``test mIoU`` is the mean (+- sample standard deviation with two or
+    more runs) over the finished runs and ``delta vs supervised`` the
+    difference of the method's and the baseline's means on the same split
+    ('-' when either is missing); ``test mIoU per run`` shows every run;
+    ``classes below half of supervised`` names the classes that collapsed
+    in some run.
     """
     lines = [
-        '| method | split | test mIoU | delta vs supervised | '
-        'training wall time | test mIoU per run |', '|---|---|---|---|---|---|'
+        '| method | data, split | test mIoU | delta vs supervised | '
+        'training wall time | test mIoU per run | '
+        'classes below half of supervised |',
+        '|---|---|---|---|---|---|---|'
     ]
     for method, name in methods:
         for split in splits:
             row = results.get((method, split), {})
             miou = row.get('miou')
-            base = results.get((baseline, split), {}).get('miou')
+            base_row = results.get((baseline, split), {})
+            base = base_row.get('miou')
             delta = None if miou is None or base is None \
                 or method == baseline else miou - base
             per_run = ', '.join(
                 format_number(value) for value in row.get('run_mious', ()))
-            lines.append(f'| {name} | 1/{split.split("-")[1]} | '
-                         f'{format_number(miou)} | '
+            mean = format_number(miou)
+            if row.get('std') is not None:
+                mean += f' +- {row["std"]:.2f}'
+            collapsed = '-' if method == baseline \
+                else collapsed_classes(row, base_row)
+            lines.append(f'| {name} | {SPLIT_NAMES.get(split, split)} | '
+                         f'{mean} | '
                          f'{format_number(delta, signed=True)} | '
                          f'{format_minutes(row.get("train_seconds"))} | '
-                         f'{per_run or "-"} |')
+                         f'{per_run or "-"} | {collapsed} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -267,8 +344,8 @@ def plot_results(results: Dict[Tuple[str, str], dict],
                 (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                 ha='center', va='bottom', fontsize='x-small')
     axis.set_xticks(range(len(splits)))
-    axis.set_xticklabels([f'1/{s.split("-")[1]} labeled' for s in splits])
-    axis.set_ylabel('CamVid test mIoU (mean over runs)')
+    axis.set_xticklabels([SPLIT_NAMES.get(s, s) for s in splits])
+    axis.set_ylabel('test mIoU (mean over runs)')
     axis.legend(fontsize='small', loc='lower center',
                 bbox_to_anchor=(0.5, 1.0), ncol=len(methods))
     axis.grid(axis='y', alpha=0.3)
@@ -287,7 +364,13 @@ def summarize(bench_dir: str, out_dir: str) -> Tuple[str, str]:
                for split in SPLITS)
     ]
     results.update(compositions)
-    if all(r['miou'] is None for r in results.values()):
+    # Only the splits that have at least one finished run.
+    splits = [
+        split for split in SPLITS
+        if any(results[(method, split)]['miou'] is not None
+               for method, _ in methods)
+    ]
+    if not splits:
         runs = ', '.join(f'{m}_{s}' for m, _ in METHODS for s in SPLITS)
         raise FileNotFoundError(
             f'{bench_dir} has no finished run: none of {runs} has '
@@ -296,9 +379,9 @@ def summarize(bench_dir: str, out_dir: str) -> Tuple[str, str]:
     table_file = osp.join(out_dir, 'results.md')
     chart_file = osp.join(out_dir, 'results.png')
     with open(table_file, 'w') as file:
-        file.write(f'CamVid test mIoU ({osp.abspath(bench_dir)})\n\n')
-        file.write(results_table(results, methods))
-    plot_results(results, chart_file, methods)
+        file.write(f'Test mIoU ({osp.abspath(bench_dir)})\n\n')
+        file.write(results_table(results, methods, splits))
+    plot_results(results, chart_file, methods, splits)
     return table_file, chart_file
 
 

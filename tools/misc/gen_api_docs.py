@@ -130,6 +130,12 @@ model = dict(
     pseudo_labeler=dict(
         type='EntropyPseudoLabeler', alpha_0=0.2, schedule='linear'))
 """,
+    'DistributionAlignment': """\
+# The segmentors' default; they fill in num_classes from the student.
+model = dict(
+    class_balance=dict(
+        type='DistributionAlignment', num_classes=11, momentum=0.99))
+""",
     'ConfidencePseudoLabeler': """\
 model = dict(
     pseudo_labeler=dict(type='ConfidencePseudoLabeler', threshold=0.95))
@@ -221,6 +227,29 @@ train_pipeline = [
     dict(type='LoadCheckedAnnotations', num_classes=11),
     dict(type='PackSegInputs'),
 ]
+""",
+    'ClassCollapseGuardHook': """\
+custom_hooks = [
+    dict(type='EMATeacherHook', decay=0.99, warmup=True),
+    dict(type='ClassCollapseGuardHook', interval=50, min_share_ratio=0.25,
+         patience=2, pause_iters=0)
+]
+""",
+    'CCPDataset': """\
+# shared/data/ccp's layout; split files are read under data_root.
+labeled = dict(
+    type='CCPDataset',
+    data_root='data/ccp',
+    ann_file='splits/labeled_1of8.txt',
+    data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train'),
+    pipeline=[])
+# Unlabeled: the split lists "train/NAME"; no masks are read.
+unlabeled = dict(
+    type='CCPDataset',
+    data_root='data/ccp',
+    ann_file='splits/unlabeled_1of8.txt',
+    data_prefix=dict(img_path='img_dir'),
+    pipeline=[])
 """,
     'EMATeacherHook': """\
 custom_hooks = [dict(type='EMATeacherHook', decay=0.99, warmup=True)]

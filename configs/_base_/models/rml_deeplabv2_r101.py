@@ -20,6 +20,8 @@ model = dict(
     # RML's pseudo-labels: the hard arg-max of the rectified probabilities
     # on every valid pixel (threshold 0 selects them all, weight 1).
     pseudo_labeler=dict(type='ConfidencePseudoLabeler', threshold=0.0),
+    # The paper's raw teacher softmax (no distribution alignment).
+    class_balance=None,
     cutmix=dict(prob=1.0),
     # Eq. 5: each student learns from its own and from its peer's teacher.
     sup_weight=1.0,

@@ -48,7 +48,11 @@ class PrototypeRectifier(nn.Module):
     nearest-prototype classifier. It is not the teacher's probability
     ``p_k``: that would count ``p`` twice in ``w_k p_k``. The prior is always
     tracked (so checkpoints have the same keys either way) and used only
-    when ``use_prior`` is True.
+    when ``use_prior`` is True. It is off by default: the prior is the
+    teacher's own arg-max shares, so it feeds back on the teacher's
+    predictions (a class the teacher stops predicting gets a lower prior,
+    hence fewer rectified pixels, hence a lower prior), and ProDA, whose
+    prototypes RML takes, has none.
 
     State (persistent buffers, saved in checkpoints and restored on resume):
     ``prototypes`` (C, D) float32, ``prototype_initialised`` (C,) bool and
@@ -61,7 +65,7 @@ class PrototypeRectifier(nn.Module):
         feat_channels: Channels ``D`` of the decoder features (the input of
             the classifier ``conv_seg``).
         momentum: ``lambda`` of Eq. 10-11, the weight of the old prototype.
-        use_prior: Add ``log pi`` to the logits of Eq. 9.
+        use_prior: Add ``log pi`` to the logits of Eq. 9 (default False).
         temperature: Divides the distances in Eq. 9; 1 is the plain
             definition. Larger values soften ``w`` when feature distances are
             large.
@@ -75,7 +79,7 @@ class PrototypeRectifier(nn.Module):
                  num_classes: int,
                  feat_channels: int,
                  momentum: float = 0.9999,
-                 use_prior: bool = True,
+                 use_prior: bool = False,
                  temperature: float = 1.0,
                  ignore_index: int = 255,
                  align_corners: bool = False) -> None:

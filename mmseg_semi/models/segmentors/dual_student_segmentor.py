@@ -13,6 +13,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from ..pseudo_labelers import PseudoLabels
 from ..utils import pseudo_label_cross_entropy
+from ..utils.class_share_monitor import ClassShareMonitor
 from ..utils.model_noise import apply_model_noise
 from ..utils.teacher_agreement import (argmax_agreement,
                                        mean_probability_logits,
@@ -125,6 +126,10 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         unsup_class_weight: Optional per-class weights of the four
             pseudo-label cross-entropies; None (the paper) weighs classes
             alike.
+        class_balance: Config of the component that aligns each teacher's
+            class distribution with the labeled data's before rectification
+            (``DistributionAlignment`` by default, one per teacher), or None
+            for the paper's raw softmax.
         stage2_init: RML's second stage: ``dict(checkpoint=PATH,
             load_rectifiers=True)`` names a checkpoint of this segmentor
             (stage 1); :meth:`init_weights` starts both teacher ``i`` and
@@ -160,6 +165,8 @@ class DualStudentSegmentor(SemiBaseSegmentor):
                  unsup2_own_weight: float = 1.0,
                  unsup2_peer_weight: float = 1.0,
                  unsup_class_weight: Optional[Sequence[float]] = None,
+                 class_balance: Optional[dict] = dict(
+                     type='DistributionAlignment'),
                  stage2_init: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  unsup_start_iter: int = 0,
@@ -190,6 +197,12 @@ class DualStudentSegmentor(SemiBaseSegmentor):
                                           ignore_index)
         self.rectifier2 = build_rectifier(rectifier, self.teacher2,
                                           ignore_index)
+        num_classes = self.student1.decode_head.num_classes
+        for index in (1, 2):
+            setattr(self, f'class_balance{index}',
+                    self.build_class_balance(class_balance, num_classes))
+            setattr(self, f'class_monitor{index}',
+                    ClassShareMonitor(num_classes, ignore_index))
         self.cutmix = dict(cutmix) if cutmix is not None else None
         self.with_contrastive = check_contrastive_pair(
             rep_head, contrastive_loss)
@@ -223,6 +236,10 @@ class DualStudentSegmentor(SemiBaseSegmentor):
     def rectifiers(self) -> List[Optional[nn.Module]]:
         return [getattr(self, name) for name in self.rectifier_names]
 
+    def class_share_monitors(self) -> Dict[str, ClassShareMonitor]:
+        return {'teacher1/': self.class_monitor1,
+                'teacher2/': self.class_monitor2}
+
     def teacher_student_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
         """The segmentor pairs, then the representation-head pairs (so the
         EMA hook averages the heads and ``train()`` keeps them in eval)."""
@@ -251,6 +268,9 @@ class DualStudentSegmentor(SemiBaseSegmentor):
     # ------------------------------------------------------------- training
     def loss(self, inputs: Dict[str, Tensor],
              data_samples: Dict[str, SampleList]) -> dict:
+        self.observe_labeled_classes(
+            data_samples['labeled'],
+            [self.class_balance1, self.class_balance2])
         losses = {}
         student_feats_l = []
         for index, student in ((1, self.student1), (2, self.student2)):
@@ -274,9 +294,9 @@ class DualStudentSegmentor(SemiBaseSegmentor):
                                  weak.device)
         (raw1, pseudo1, teacher_feat1), (raw2, pseudo2, teacher_feat2) = [
             self.teacher_pseudo_labels(teacher, rectifier, weak, valid,
-                                       self.with_contrastive)
-            for teacher, rectifier in zip(self.segmentor_teachers(),
-                                          self.rectifiers())
+                                       self.with_contrastive, index)
+            for index, teacher, rectifier in zip(
+                (1, 2), self.segmentor_teachers(), self.rectifiers())
         ]
         pixel_maps = [pseudo1.labels, pseudo2.labels]
         if self.with_contrastive:
@@ -342,13 +362,16 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             rectifier: Optional[nn.Module],
             weak: Tensor,
             valid: Tensor,
-            with_features: bool = False
+            with_features: bool = False,
+            index: Optional[int] = None
     ) -> Tuple[Tensor, PseudoLabels, Optional[Tensor]]:
         """One teacher's raw softmax and its rectified pseudo-labels.
 
-        The rectifier judges the batch with prototypes from earlier batches
-        and is then updated from the raw (not rectified) softmax, so the
-        prototypes never vote on the labels they produce.
+        ``index`` (1 or 2) names the teacher whose class-balance component
+        and class-share monitor are used (None: neither). The rectifier
+        judges the batch with prototypes from earlier batches and is then
+        updated from the aligned, not rectified, softmax, so the prototypes
+        never vote on the labels they produce.
 
         Returns:
             ``(probs, pseudo, feats)``: float32 (B, C, H, W) raw softmax;
@@ -361,9 +384,12 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         need_features = with_features or rectifier is not None
         logits, feats = forward_logits(teacher, weak, need_features)
         probs = logits.float().softmax(dim=1)
+        balance = getattr(self, f'class_balance{index}', None)
+        monitor = getattr(self, f'class_monitor{index}', None)
         return probs, rectified_pseudo_labels(self.pseudo_labeler, rectifier,
                                               probs, feats, valid,
-                                              self.progress), feats
+                                              self.progress, balance,
+                                              monitor), feats
 
     def mix_strong_view(self, strong: Tensor, labels1: Tensor,
                         labels2: Tensor) -> Tuple[Tensor, Tensor, Tensor]:

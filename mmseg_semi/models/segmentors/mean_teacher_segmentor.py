@@ -7,6 +7,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from ..pseudo_labelers import PseudoLabels
 from ..utils import pseudo_label_cross_entropy
+from ..utils.class_share_monitor import ClassShareMonitor
 from .contrastive_step import (build_rep_heads, check_contrastive_pair,
                                mix_with_box_mask, u2pl_contrastive_term)
 from .semi_base_segmentor import (SemiBaseSegmentor, check_class_weight_length,
@@ -62,6 +63,10 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         unsup_class_weight: Optional per-class weights of the unsupervised
             cross-entropy (e.g. the supervised loss's ``class_weight``);
             None, as in the papers, weighs every pseudo-label class alike.
+        class_balance: Config of a component that aligns the teacher's
+            class distribution with the labeled data's before labelling
+            (``DistributionAlignment``, the default; its ``num_classes`` is
+            the student's), or None for the papers' raw softmax.
         data_preprocessor, unsup_start_iter, predict_on, channels_last,
             init_cfg: see :class:`SemiBaseSegmentor`.
     """
@@ -78,6 +83,8 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
                  sup_weight: float = 1.0,
                  unsup_weight: float = 1.0,
                  unsup_class_weight: Optional[Sequence[float]] = None,
+                 class_balance: Optional[dict] = dict(
+                     type='DistributionAlignment'),
                  data_preprocessor: Optional[dict] = None,
                  unsup_start_iter: int = 0,
                  predict_on: str = 'teacher',
@@ -94,6 +101,11 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         self.teacher, self.student = self.build_teacher_student(segmentor)
         self.pseudo_labeler = MODELS.build(pseudo_labeler)
         self.rectifier = MODELS.build(rectifier) if rectifier else None
+        num_classes = self.student.decode_head.num_classes
+        self.class_balance = self.build_class_balance(class_balance,
+                                                      num_classes)
+        self.class_monitor = ClassShareMonitor(
+            num_classes, self.pseudo_labeler.ignore_index)
         self.cutmix = dict(cutmix) if cutmix is not None else None
         self.sup_weight = sup_weight
         self.unsup_weight = unsup_weight
@@ -109,6 +121,9 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             self.contrastive_loss = None
         self.apply_memory_format()
 
+    def class_share_monitors(self) -> Dict[str, ClassShareMonitor]:
+        return {'': self.class_monitor}
+
     @property
     def with_contrastive(self) -> bool:
         return self.contrastive_loss is not None
@@ -122,6 +137,8 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
     # ------------------------------------------------------------------ loss
     def loss(self, inputs: Dict[str, Tensor],
              data_samples: Dict[str, SampleList]) -> dict:
+        self.observe_labeled_classes(data_samples['labeled'],
+                                     [self.class_balance])
         if not self.with_contrastive:
             losses = self.supervised_loss(self.student, inputs['labeled'],
                                           data_samples['labeled'])
@@ -175,7 +192,8 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
                               with_features: bool = False):
         """Teacher softmax on the weak view turned into pseudo-labels.
 
-        With a rectifier, the softmax is first rectified by the class
+        The softmax is first aligned by ``class_balance`` (if any). With a
+        rectifier, it is then rectified by the class
         prototypes, which are then updated from this batch (rectify with
         what earlier batches taught, so a batch never votes on itself).
         Returns the PseudoLabels, and the teacher's decoder feature too when
@@ -188,7 +206,8 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         probs = logits.float().softmax(dim=1)
         pseudo = rectified_pseudo_labels(self.pseudo_labeler, self.rectifier,
                                          probs, features, valid,
-                                         self.progress)
+                                         self.progress, self.class_balance,
+                                         self.class_monitor)
         return (pseudo, features) if with_features else pseudo
 
     def mix_strong_view(self, strong: Tensor, *pixel_maps: Tensor):

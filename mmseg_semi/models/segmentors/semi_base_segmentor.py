@@ -11,6 +11,8 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList, add_prefix
+from ..utils.class_balance_functional import class_pixel_counts
+from ..utils.class_share_monitor import ClassShareMonitor
 
 
 class SemiBaseSegmentor(BaseModel):
@@ -75,6 +77,9 @@ class SemiBaseSegmentor(BaseModel):
         self.predict_on = predict_on
         self.train_iter = 0
         self.max_iters = 1
+        # Set by ClassCollapseGuardHook(pause_iters=...): no unsupervised
+        # loss before this iteration.
+        self.unsup_paused_until = 0
 
     def register_unsup_class_weight(
             self, class_weight: Optional[Sequence[float]]) -> None:
@@ -182,7 +187,44 @@ class SemiBaseSegmentor(BaseModel):
 
     @property
     def unsup_active(self) -> bool:
-        return self.train_iter >= self.unsup_start_iter
+        return self.train_iter >= max(self.unsup_start_iter,
+                                      self.unsup_paused_until)
+
+    def pause_unsup(self, until_iter: int) -> None:
+        """Train supervised-only until ``until_iter`` (the EMA teachers keep
+        averaging the student)."""
+        self.unsup_paused_until = max(self.unsup_paused_until,
+                                      int(until_iter))
+
+    # -------------------------------------------------------- class balance
+    @staticmethod
+    def build_class_balance(cfg: Optional[dict],
+                            num_classes: int) -> Optional[nn.Module]:
+        """Build a class-balance component (e.g. ``DistributionAlignment``)
+        for a teacher of ``num_classes`` classes; None keeps the teacher's
+        probabilities as they are."""
+        if cfg is None:
+            return None
+        return MODELS.build(dict(cfg, num_classes=num_classes))
+
+    def class_share_monitors(self) -> Dict[str, ClassShareMonitor]:
+        """Monitors of the pseudo-labels' classes, by log prefix."""
+        return {}
+
+    def observe_labeled_classes(self, data_samples: SampleList,
+                                balances: Sequence[Optional[nn.Module]]
+                                ) -> None:
+        """Count the labeled batch's ground-truth classes into every
+        class-share monitor and class-balance component."""
+        receivers = list(self.class_share_monitors().values()) + \
+            [balance for balance in balances if balance is not None]
+        if not receivers:
+            return
+        # Ignored (255) and padded pixels are outside [0, C): not counted.
+        counts = class_pixel_counts(
+            stack_gt_labels(data_samples), receivers[0].num_classes)
+        for receiver in receivers:
+            receiver.update_labeled(counts)
 
     # -------------------------------------------------------------- forward
     def forward(self,
@@ -343,21 +385,31 @@ def segmentor_loss_with_features(
 def rectified_pseudo_labels(pseudo_labeler: nn.Module,
                             rectifier: Optional[nn.Module], probs: Tensor,
                             feats: Optional[Tensor], valid: Tensor,
-                            progress: Tuple[int, int]):
-    """Pseudo-label a teacher's softmax, through a prototype rectifier if any.
+                            progress: Tuple[int, int],
+                            class_balance: Optional[nn.Module] = None,
+                            monitor: Optional[ClassShareMonitor] = None):
+    """Pseudo-label a teacher's softmax: align, rectify, select.
 
-    The rectifier judges the batch with prototypes from earlier batches and is
-    then updated from the raw (not rectified) softmax, so prototypes never
-    vote on the labels they produce. ``rectified_ratio`` of the result is the
-    fraction of valid pixels whose arg-max the rectifier changed (None
-    without a rectifier).
+    ``class_balance`` (e.g. ``DistributionAlignment``) first aligns the
+    softmax's class distribution with the labeled data's. The rectifier then
+    judges the batch with prototypes from earlier batches and is updated from
+    the aligned, not rectified, softmax, so prototypes never vote on the
+    labels they produce. ``rectified_ratio`` of the result is the fraction of
+    valid pixels whose arg-max the rectifier changed (None without a
+    rectifier). ``monitor`` counts the result's classes.
     """
+    raw = probs
+    if class_balance is not None:
+        probs = class_balance(probs, valid)
     if rectifier is None:
-        return pseudo_labeler(probs, valid, progress)
-    rectified, changed = rectifier(probs, feats, valid)
-    rectifier.update(feats, probs, valid)
-    pseudo = pseudo_labeler(rectified, valid, progress)
-    pseudo.rectified_ratio = changed
+        pseudo = pseudo_labeler(probs, valid, progress)
+    else:
+        rectified, changed = rectifier(probs, feats, valid)
+        rectifier.update(feats, probs, valid)
+        pseudo = pseudo_labeler(rectified, valid, progress)
+        pseudo.rectified_ratio = changed
+    if monitor is not None:
+        monitor.update_pseudo(raw, pseudo)
     return pseudo
 
 

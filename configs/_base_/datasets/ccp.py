@@ -1,0 +1,65 @@
+# Clothing Co-Parsing, 11 merged groups (shared/data/ccp and its README),
+# labeled split only. Background covers ~77% of the labelled pixels.
+# data_root: $MMSEG_SEMI_CCP_ROOT if set, else data/ccp
+# (`ln -s ../shared/data/ccp data/ccp`).
+dataset_type = 'CCPDataset'
+data_root = '{{$MMSEG_SEMI_CCP_ROOT:data/ccp}}'
+labeled_split = 'splits/labeled_1of8.txt'
+# Median-frequency class weights of the labeled split, from its masks only,
+# as for CamVid (configs/_base_/datasets/camvid.py):
+#   python tools/dataset_converters/compute_class_weights.py \
+#       $MMSEG_SEMI_CCP_ROOT/ann_dir/train \
+#       $MMSEG_SEMI_CCP_ROOT/splits/labeled_1of8.txt --num-classes 11
+class_weight_1_8 = [
+    0.0386, 1.0000, 2.1773, 0.7580, 0.3082, 0.3053, 0.4971, 1.6009, 2.4452,
+    1.5558, 2.5079
+]
+# Photos are about 275 x 416 (w x h); crops are 320 x 256 (h x w), the
+# pixel count of the CamVid crops.
+crop_size = (320, 256)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadCheckedAnnotations', num_classes=11),
+    dict(
+        type='RandomResize',
+        scale=(416, 275),
+        ratio_range=(0.5, 1.5),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+# Evaluated at the stored size, as the data's README's protocol says.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadCheckedAnnotations', num_classes=11),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file=labeled_split,
+        data_prefix=dict(
+            img_path='img_dir/train', seg_map_path='ann_dir/train'),
+        pipeline=train_pipeline))
+# CCP has no validation split: validation runs on the test photos, and the
+# benchmark reports the final checkpoint (never a checkpoint picked on it).
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='splits/test.txt',
+        data_prefix=dict(img_path='img_dir/test', seg_map_path='ann_dir/test'),
+        pipeline=test_pipeline))
+val_dataloader = test_dataloader
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

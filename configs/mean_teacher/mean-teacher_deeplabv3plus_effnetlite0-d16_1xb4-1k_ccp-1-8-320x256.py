@@ -1,0 +1,20 @@
+# Mean teacher on CCP 1/8 (88 labeled + 616 unlabeled photos): the CamVid
+# recipe unchanged (class-wise entropy quantiles, distribution alignment,
+# CutMix, EMA teacher), on another dataset. Batch: 4 labeled + 4 unlabeled.
+_base_ = [
+    '../_base_/models/mean_teacher_deeplabv3plus_effnetlite0.py',
+    '../_base_/datasets/ccp_semi.py', '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_1k.py'
+]
+model = dict(
+    segmentor=dict(
+        decode_head=dict(
+            loss_decode=dict(class_weight={{_base_.class_weight_1_8}}))))
+train_cfg = dict(
+    type='SemiIterBasedTrainLoop',
+    unlabeled_dataloader={{_base_.unlabeled_dataloader}})
+val_cfg = dict(type='TeacherStudentValLoop')
+custom_hooks = [
+    dict(type='EMATeacherHook', decay=0.99, warmup=True),
+    dict(type='ClassCollapseGuardHook', interval=50)
+]

@@ -1,0 +1,9 @@
+# Supervised-only baseline on CCP 1/8: the 88 labeled photos.
+_base_ = [
+    '../_base_/models/deeplabv3plus_effnetlite0.py',
+    '../_base_/datasets/ccp.py', '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_1k.py'
+]
+model = dict(
+    decode_head=dict(
+        loss_decode=dict(class_weight={{_base_.class_weight_1_8}})))
