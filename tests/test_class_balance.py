@@ -327,7 +327,7 @@ def test_guard_fires_on_a_shrinking_class_not_on_stable_ones(
     with caplog.at_level(logging.WARNING, logger='class_guard_test'):
         run_guard(hook, runner, model, shares)
     warnings = [r.getMessage() for r in caplog.records
-                if 'losing class' in r.getMessage()]
+                if 'missing class' in r.getMessage()]
     # Below 0.25 x 0.1 from window 3 on; patience 2 -> once, at window 4.
     assert len(warnings) == 1
     assert "'bag'" in warnings[0] and 'iteration 40' in warnings[0]
@@ -356,7 +356,7 @@ def test_guard_silent_on_stable_shares_and_during_warm_up(tmp_path, caplog):
               (0.75, 0.2, 0.05)]
     with caplog.at_level(logging.WARNING, logger='class_guard_test'):
         run_guard(hook, runner, model, shares)
-    assert not [r for r in caplog.records if 'losing' in r.getMessage()]
+    assert not [r for r in caplog.records if 'missing' in r.getMessage()]
     assert model.paused_until == 0
     assert len(open(tmp_path / 'class_shares.jsonl').readlines()) == 4
 

@@ -289,6 +289,11 @@ def test_two_processes_hold_identical_state(tmp_path, method):
     assert len(shared) > 100
     different = [k for k in shared if not torch.equal(state0[k], state1[k])]
     assert not different, f'{len(different)} differ: {different[:5]}'
+    # The class-balance estimates are summed over ranks: one value on both.
+    balances = [key for key in state0 if key.startswith('class_balance')]
+    assert any(key.endswith('teacher_initialised') and state0[key]
+               for key in balances)
+    assert all(torch.equal(state0[k], state1[k]) for k in balances)
     own = method_state(state0, method)
     if method == 'u2pl':
         assert own['contrastive_loss.memory_bank.count'].sum() > 0

@@ -127,12 +127,14 @@ class ClassCollapseGuardHook(Hook):
         firing = (streak == self.patience).nonzero().flatten().tolist()
         for index in firing:
             runner.logger.warning(
-                f'ClassCollapseGuardHook: {prefix}pseudo-labels are losing '
+                f'ClassCollapseGuardHook: {prefix}pseudo-labels are missing '
                 f'class {classes[index]!r} (index {index}) at iteration '
                 f'{iteration}: its share of the reliable pseudo-labels is '
                 f'{reliable_share[index]:.4f}, below {self.min_share_ratio} '
                 f'x its labeled share {labeled_share[index]:.4f}, for '
-                f'{self.patience} windows of {self.interval} iterations')
+                f'{self.patience} windows of {self.interval} iterations '
+                '(early in training: a class the teacher has not learned '
+                'yet; later: a collapse)')
         return dict(
             iter=iteration,
             teacher=prefix.rstrip('/'),
