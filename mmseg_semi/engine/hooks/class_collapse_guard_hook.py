@@ -5,7 +5,7 @@ from numbers import Real
 from typing import Dict, List, Optional, Sequence
 
 import torch
-import torch.distributed as dist
+from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
@@ -85,10 +85,11 @@ class ClassCollapseGuardHook(Hook):
         classes = class_names(runner, next(iter(monitors.values())))
         warned = False
         for prefix, monitor in monitors.items():
-            counts = {
-                key: sum_over_ranks(value)
-                for key, value in monitor.read_and_reset().items()
-            }
+            counts = monitor.read_and_reset()
+            for value in counts.values():
+                all_reduce(value, op='sum')  # no-op in one process
+            counts = {key: value.cpu().double()
+                      for key, value in counts.items()}
             record = self.check(prefix, counts, classes, iteration, runner)
             if record is None:
                 continue
@@ -159,13 +160,6 @@ def class_names(runner, monitor) -> List[str]:
     if len(names) != monitor.num_classes:
         names = [str(i) for i in range(monitor.num_classes)]
     return names
-
-
-def sum_over_ranks(value: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized() \
-            and dist.get_world_size() > 1:
-        dist.all_reduce(value)
-    return value.cpu().double()
 
 
 def rounded(values: torch.Tensor, digits: int = 6) -> List[float]:

@@ -2,7 +2,7 @@
 from numbers import Real
 
 import torch
-import torch.distributed as dist
+from mmengine.dist import all_reduce
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
@@ -113,8 +113,7 @@ class DistributionAlignment(nn.Module):
 
 
 def _sum_over_ranks(values: Tensor) -> Tensor:
-    if dist.is_available() and dist.is_initialized() \
-            and dist.get_world_size() > 1:
-        values = values.clone()
-        dist.all_reduce(values)
+    """A copy of ``values`` summed over ranks (the caller's stays local)."""
+    values = values.clone()
+    all_reduce(values, op='sum')  # a no-op outside distributed training
     return values
