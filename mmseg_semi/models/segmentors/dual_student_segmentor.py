@@ -293,10 +293,9 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         valid = valid_pixel_mask(data_samples['weak'], *weak.shape[2:],
                                  weak.device)
         (raw1, pseudo1, teacher_feat1), (raw2, pseudo2, teacher_feat2) = [
-            self.teacher_pseudo_labels(teacher, rectifier, weak, valid,
-                                       self.with_contrastive, index)
-            for index, teacher, rectifier in zip(
-                (1, 2), self.segmentor_teachers(), self.rectifiers())
+            self.teacher_pseudo_labels(index, weak, valid,
+                                       self.with_contrastive)
+            for index in (1, 2)
         ]
         pixel_maps = [pseudo1.labels, pseudo2.labels]
         if self.with_contrastive:
@@ -358,20 +357,19 @@ class DualStudentSegmentor(SemiBaseSegmentor):
     @torch.no_grad()
     def teacher_pseudo_labels(
             self,
-            teacher: nn.Module,
-            rectifier: Optional[nn.Module],
+            index: int,
             weak: Tensor,
             valid: Tensor,
-            with_features: bool = False,
-            index: Optional[int] = None
+            with_features: bool = False
     ) -> Tuple[Tensor, PseudoLabels, Optional[Tensor]]:
-        """One teacher's raw softmax and its rectified pseudo-labels.
+        """Teacher ``index``'s (1 or 2) raw softmax and its pseudo-labels.
 
-        ``index`` (1 or 2) names the teacher whose class-balance component
-        and class-share monitor are used (None: neither). The rectifier
-        judges the batch with prototypes from earlier batches and is then
-        updated from the aligned, not rectified, softmax, so the prototypes
-        never vote on the labels they produce.
+        The teacher's own class-balance component aligns the softmax and its
+        rectifier rectifies it; the rectifier judges the batch with
+        prototypes from earlier batches and is then updated from the
+        aligned, not rectified, softmax, so the prototypes never vote on the
+        labels they produce. The teacher's class-share monitor counts the
+        result.
 
         Returns:
             ``(probs, pseudo, feats)``: float32 (B, C, H, W) raw softmax;
@@ -381,15 +379,15 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             rectifier; the teacher's decoder feature when there is a
             rectifier or ``with_features``, else None.
         """
+        teacher = getattr(self, f'teacher{index}')
+        rectifier = getattr(self, f'rectifier{index}')
         need_features = with_features or rectifier is not None
         logits, feats = forward_logits(teacher, weak, need_features)
         probs = logits.float().softmax(dim=1)
-        balance = getattr(self, f'class_balance{index}', None)
-        monitor = getattr(self, f'class_monitor{index}', None)
-        return probs, rectified_pseudo_labels(self.pseudo_labeler, rectifier,
-                                              probs, feats, valid,
-                                              self.progress, balance,
-                                              monitor), feats
+        return probs, rectified_pseudo_labels(
+            self.pseudo_labeler, rectifier, probs, feats, valid,
+            self.progress, getattr(self, f'class_balance{index}'),
+            getattr(self, f'class_monitor{index}')), feats
 
     def mix_strong_view(self, strong: Tensor, labels1: Tensor,
                         labels2: Tensor) -> Tuple[Tensor, Tensor, Tensor]:

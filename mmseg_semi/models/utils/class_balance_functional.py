@@ -172,9 +172,9 @@ def classwise_entropy_thresholds(entropy: Tensor, classes: Tensor,
     key = torch.where(counted, classes.double() * span + entropy,
                       math.inf)
     sorted_key = key.sort().values
-    counts = class_pixel_counts(
-        torch.where(counted, classes, num_classes), num_classes,
-        ignore_index=num_classes).long()
+    # Arg-max classes have no ignore value (255 is a class when C > 255).
+    counts = class_pixel_counts(classes, num_classes, counted,
+                                ignore_index=-1).long()
     starts = torch.cumsum(counts, 0) - counts
     last = (counts - 1).clamp_min(0)
     position = (1.0 - alpha) * last.double()
