@@ -8,12 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.logging import MessageHub
 
 from mmseg_semi.engine.hooks import ClassCollapseGuardHook
 from mmseg_semi.models.pseudo_labelers import (ConfidencePseudoLabeler,
                                                DistributionAlignment,
-                                               EntropyPseudoLabeler)
+                                               EntropyPseudoLabeler,
+                                               PrototypeRectifier)
 from mmseg_semi.models.segmentors.semi_base_segmentor import \
     rectified_pseudo_labels
 from mmseg_semi.models.utils.class_balance_functional import (
@@ -176,6 +178,47 @@ def test_distribution_alignment_restores_a_class_the_teacher_underpredicts():
         None, valid, (0, 1), balance)
     share = (pseudo.labels == 2).sum() / pseudo.reliable.sum()
     assert share.item() > 0.15
+
+
+def test_alignment_follows_the_rectifier():
+    """The rectifier's prototype weights shift the class distribution; the
+    alignment applied after them restores the labeled shares, and the
+    prototypes learn from the raw softmax."""
+    gen = torch.Generator().manual_seed(3)
+    labels = torch.multinomial(torch.tensor([0.6, 0.2, 0.2]), 2 * 30 * 30,
+                               replacement=True, generator=gen)
+    logits = 0.6 * torch.randn(2, 3, 30, 30, generator=gen)
+    logits += 1.5 * F.one_hot(labels.view(2, 30, 30), 3).permute(0, 3, 1, 2)
+    probs = logits.softmax(dim=1)
+    valid = torch.ones(2, 30, 30, dtype=torch.bool)
+    # Every pixel's feature lies on class 1's prototype: w favours class 1.
+    rectifier = PrototypeRectifier(num_classes=3, feat_channels=2)
+    rectifier.prototypes.copy_(torch.tensor([[0., 0.], [1., 0.], [0., 1.]]))
+    rectifier.prototype_initialised.fill_(True)
+    feats = torch.tensor([1., 0.]).view(1, 2, 1, 1).expand(2, 2, 30, 30)
+    labeler = ConfidencePseudoLabeler(threshold=0.0)
+
+    def class1_share(class_balance):
+        prototypes = rectifier.prototypes.clone()
+        pseudo = rectified_pseudo_labels(labeler, rectifier, probs, feats,
+                                         valid, (0, 1), class_balance)
+        rectifier.prototypes.copy_(prototypes)
+        return (pseudo.labels == 1).float().mean().item()
+
+    raw_share = (probs.argmax(1) == 1).float().mean().item()
+    assert 0.15 < raw_share < 0.25
+    assert class1_share(None) > 0.45
+    balance = DistributionAlignment(3, momentum=0.0)
+    balance.update_labeled(torch.tensor([60., 20., 20.]))
+    assert abs(class1_share(balance) - raw_share) < 0.05
+    # update() saw the raw arg-max: every pixel's feature is (1, 0), so the
+    # prototype of each class the raw arg-max predicts moves towards it.
+    rectifier.update(feats, probs, valid)
+    expected = rectifier.prototypes.clone()
+    rectifier.prototypes.copy_(torch.tensor([[0., 0.], [1., 0.], [0., 1.]]))
+    rectified_pseudo_labels(labeler, rectifier, probs, feats, valid, (0, 1),
+                            balance)
+    torch.testing.assert_close(rectifier.prototypes, expected)
 
 
 def test_distribution_alignment_divides_out_class_weights():

@@ -127,7 +127,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             pseudo-label cross-entropies; None (the paper) weighs classes
             alike.
         class_balance: Config of the component that aligns each teacher's
-            class distribution with the labeled data's before rectification
+            class distribution with the labeled data's after rectification
             (``DistributionAlignment`` by default, one per teacher), or None
             for the paper's raw softmax.
         stage2_init: RML's second stage: ``dict(checkpoint=PATH,

@@ -192,10 +192,10 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
                               with_features: bool = False):
         """Teacher softmax on the weak view turned into pseudo-labels.
 
-        The softmax is first aligned by ``class_balance`` (if any). With a
-        rectifier, it is then rectified by the class
+        With a rectifier, the softmax is first rectified by the class
         prototypes, which are then updated from this batch (rectify with
-        what earlier batches taught, so a batch never votes on itself).
+        what earlier batches taught, so a batch never votes on itself); it
+        is then aligned by ``class_balance`` (if any).
         Returns the PseudoLabels, and the teacher's decoder feature too when
         ``with_features``.
         """

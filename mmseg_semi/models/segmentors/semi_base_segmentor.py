@@ -388,25 +388,29 @@ def rectified_pseudo_labels(pseudo_labeler: nn.Module,
                             progress: Tuple[int, int],
                             class_balance: Optional[nn.Module] = None,
                             monitor: Optional[ClassShareMonitor] = None):
-    """Pseudo-label a teacher's softmax: align, rectify, select.
+    """Pseudo-label a teacher's softmax: rectify, align, select.
 
-    ``class_balance`` (e.g. ``DistributionAlignment``) first aligns the
-    softmax's class distribution with the labeled data's. The rectifier then
-    judges the batch with prototypes from earlier batches and is updated from
-    the aligned, not rectified, softmax, so prototypes never vote on the
-    labels they produce. ``rectified_ratio`` of the result is the fraction of
-    valid pixels whose arg-max the rectifier changed (None without a
-    rectifier). ``monitor`` counts the result's classes.
+    The rectifier judges the batch with prototypes from earlier batches and
+    is updated from the teacher's softmax, not the rectified one, so
+    prototypes never vote on the labels they produce. ``class_balance``
+    (e.g. ``DistributionAlignment``) then aligns the class distribution of
+    the probabilities that become the labels with the labeled data's:
+    aligning before the rectifier let its prototype weights shift the
+    classes again (on CCP 1/8 the rectified labels over-labelled two
+    classes 2.3-2.6x, docs/benchmarks/class_balance.md). ``rectified_ratio``
+    of the result is the fraction of valid pixels whose arg-max the
+    rectifier changed (None without a rectifier). ``monitor`` counts the
+    result's classes against the raw arg-max.
     """
     raw = probs
+    changed = None
+    if rectifier is not None:
+        probs, changed = rectifier(raw, feats, valid)
+        rectifier.update(feats, raw, valid)
     if class_balance is not None:
         probs = class_balance(probs, valid)
-    if rectifier is None:
-        pseudo = pseudo_labeler(probs, valid, progress)
-    else:
-        rectified, changed = rectifier(probs, feats, valid)
-        rectifier.update(feats, probs, valid)
-        pseudo = pseudo_labeler(rectified, valid, progress)
+    pseudo = pseudo_labeler(probs, valid, progress)
+    if rectifier is not None:
         pseudo.rectified_ratio = changed
     if monitor is not None:
         monitor.update_pseudo(raw, pseudo)
