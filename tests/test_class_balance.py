@@ -16,8 +16,7 @@ from mmseg_semi.models.pseudo_labelers import (ConfidencePseudoLabeler,
                                                DistributionAlignment,
                                                EntropyPseudoLabeler,
                                                PrototypeRectifier)
-from mmseg_semi.models.segmentors.semi_base_segmentor import \
-    rectified_pseudo_labels
+from mmseg_semi.models.utils.segmentor_forward import rectified_pseudo_labels
 from mmseg_semi.models.utils.class_balance_functional import (
     align_distribution, class_pixel_counts, class_probability_sums,
     classwise_entropy_thresholds, ema_class_shares)
@@ -429,8 +428,7 @@ def test_classwise_labeler_logs_the_mean_pixel_threshold():
 # ------------------------------------------------------------- segmentors
 def test_mean_teacher_aligns_by_default_and_counts_classes():
     from test_mean_teacher import build, semi_batch
-    from mmseg_semi.models.segmentors.semi_base_segmentor import \
-        stack_gt_labels
+    from mmseg_semi.models.utils.segmentor_forward import stack_gt_labels
     model = build(unsup_start_iter=0)
     assert isinstance(model.class_balance, DistributionAlignment)
     assert model.class_balance.num_classes == \

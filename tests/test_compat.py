@@ -2,6 +2,7 @@
 import importlib.util
 import os.path as osp
 import pickle
+import subprocess
 import sys
 
 import numpy as np
@@ -232,18 +233,104 @@ def test_adapt_config_to_device_keeps_gpu_configs(monkeypatch):
     assert 'model_wrapper_cfg' not in cfg
 
 
-def test_mmseg_class_weighted_cross_entropy_ignores_255():
-    """mmseg 1.2.2 raised IndexError on any ignored pixel with class_weight;
-    patched, it is PyTorch's weighted mean over the non-ignored pixels."""
+def test_class_weighted_cross_entropy_loss_ignores_255():
+    """Our registered loss is PyTorch's class-weighted mean over the
+    non-ignored pixels; mmseg's own CrossEntropyLoss is left as mmseg 1.2.2
+    has it (IndexError on an ignored pixel with class weights)."""
     from mmseg.models.losses import CrossEntropyLoss
+    from mmseg_semi.models.losses import ClassWeightedCrossEntropyLoss
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 3, 4, 5, generator=generator)
     labels = torch.randint(0, 3, (2, 4, 5), generator=generator)
     labels[0, 0] = 255
     labels[1, :, 1] = 255
     weight = [0.5, 2.0, 1.0]
-    loss = CrossEntropyLoss(class_weight=weight)(
+    loss = ClassWeightedCrossEntropyLoss(class_weight=weight)(
         logits, labels, ignore_index=255)
     expected = torch.nn.functional.cross_entropy(
         logits, labels, weight=torch.tensor(weight), ignore_index=255)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(IndexError):
+        CrossEntropyLoss(class_weight=weight)(logits, labels,
+                                              ignore_index=255)
+    # Without class weights it is mmseg's loss.
+    plain = CrossEntropyLoss(avg_non_ignore=True)(logits, labels,
+                                                  ignore_index=255)
+    ours = ClassWeightedCrossEntropyLoss(avg_non_ignore=True)(
+        logits, labels, ignore_index=255)
+    assert torch.equal(plain, ours)
+
+
+SUPERVISED_STEPS = """
+import sys
+import torch
+if sys.argv[1] == 'with':
+    import mmseg_semi  # noqa: F401
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from mmengine.structures import PixelData
+sys.path.insert(0, sys.argv[2])
+from helpers import tiny_segmentor_cfg
+init_default_scope('mmseg')
+torch.manual_seed(0)
+torch.set_num_threads(1)
+cfg = tiny_segmentor_cfg()
+# 'weighted': class weights and ignored pixels, which mmseg 1.2.2 cannot
+# compute (IndexError); a process-wide patch of its loss would show.
+loss_decode = dict(type='CrossEntropyLoss', avg_non_ignore=True)
+if sys.argv[3] == 'weighted':
+    loss_decode['class_weight'] = [0.5, 2.0, 1.0]
+cfg['decode_head']['loss_decode'] = loss_decode
+model = MODELS.build(cfg)
+model.init_weights()
+model.train()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+for step in range(3):
+    images = torch.rand(2, 3, 32, 32) * 255
+    samples = []
+    for _ in range(2):
+        label = torch.randint(0, 3, (1, 32, 32))
+        label[:, :4] = 255
+        sample = SegDataSample(gt_sem_seg=PixelData(data=label))
+        sample.set_metainfo(dict(img_shape=(32, 32), pad_shape=(32, 32)))
+        samples.append(sample)
+    data = model.data_preprocessor(
+        dict(inputs=list(images.byte()), data_samples=samples), True)
+    try:
+        losses = model(**data, mode='loss')
+    except Exception as error:
+        print('RESULT raised', type(error).__name__)
+        break
+    loss = sum(v for k, v in losses.items() if 'loss' in k)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    print('RESULT', repr(loss.item()))
+print('RESULT', repr(sum(p.double().sum().item() for p in model.parameters())))
+"""
+
+
+def test_plain_mmseg_training_is_unchanged_by_import(tmp_path):
+    """A user's supervised mmseg model trains identically with and without
+    ``import mmseg_semi`` (same losses and weights, bit for bit), and fails
+    identically where mmseg fails (class weights with ignored pixels)."""
+    script = tmp_path / 'supervised_steps.py'
+    script.write_text(SUPERVISED_STEPS)
+    tests_dir = osp.dirname(osp.abspath(__file__))
+    for loss in ('plain', 'weighted'):
+        outputs = {}
+        for mode in ('without', 'with'):
+            result = subprocess.run(
+                [sys.executable, str(script), mode, tests_dir, loss],
+                capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stderr[-2000:]
+            outputs[mode] = [
+                line for line in result.stdout.splitlines()
+                if line.startswith('RESULT ')
+            ]
+        assert outputs['with'] == outputs['without'], loss
+        if loss == 'plain':
+            assert len(outputs['with']) == 4
+        else:
+            assert outputs['with'][0] == 'RESULT raised IndexError'

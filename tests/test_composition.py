@@ -26,8 +26,8 @@ from mmseg.registry import HOOKS, MODELS
 from mmseg.utils import register_all_modules
 
 import mmseg_semi  # noqa: F401
-from mmseg_semi.models.losses.u2pl_contrastive_loss import resize_pixel_maps
-from mmseg_semi.models.segmentors.semi_base_segmentor import forward_logits
+from mmseg_semi.models.utils.contrastive_functional import resize_pixel_maps
+from mmseg_semi.models.utils.segmentor_forward import forward_logits
 from mmseg_semi.utils import adapt_config_to_device
 
 register_all_modules(init_default_scope=True)
@@ -125,8 +125,10 @@ def test_each_student_gets_its_own_rep_heads_losses_and_banks():
     assert model.contrastive_loss1.num_classes == NUM_CLASSES
     assert model.student1_rep_head.in_channels == 16
     pairs = model.teacher_student_pairs()
-    assert pairs[2:] == [
+    assert pairs == [
+        (model.teacher1, model.student1),
         (model.teacher1_rep_head, model.student1_rep_head),
+        (model.teacher2, model.student2),
         (model.teacher2_rep_head, model.student2_rep_head)
     ]
     # init_weights starts every EMA pair equal.

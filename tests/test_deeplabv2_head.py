@@ -16,10 +16,9 @@ from mmseg_semi.engine.hooks.ema_teacher_hook import ema_update_
 from mmseg_semi.models.decode_heads import DeepLabV2Head
 from mmseg_semi.models.decode_heads.deeplabv2_head import (
     AtrousClassifierSum, atrous_classifier_logits)
-from mmseg_semi.models.segmentors.dual_student_segmentor import \
-    classifier_in_channels
-from mmseg_semi.models.segmentors.semi_base_segmentor import (
-    decode_with_features, forward_logits, segmentor_loss_with_features)
+from mmseg_semi.models.utils.segmentor_forward import (
+    classifier_in_channels, decode_with_features, forward_logits,
+    segmentor_loss_with_features)
 
 register_all_modules(init_default_scope=True)
 

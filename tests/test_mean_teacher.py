@@ -22,6 +22,7 @@ from mmseg.apis import inference_model, init_model
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg_semi.engine.hooks.ema_teacher_hook import ema_update_
+from mmseg_semi.models.utils.segmentor_forward import valid_pixel_mask
 
 init_default_scope('mmseg')
 IGNORE = 255
@@ -254,7 +255,8 @@ def test_pseudo_labels_ignore_padded_pixels():
         semi_batch(unlabeled_shapes=((24, 32), (32, 20))), training=True)
     weak, samples = data['inputs']['weak'], data['data_samples']['weak']
     assert weak.shape == (2, 3, 32, 32)
-    pseudo = model.teacher_pseudo_labels(model.teacher, weak, samples)
+    valid = valid_pixel_mask(samples, *weak.shape[2:], weak.device)
+    pseudo = model.pairs[0].pseudo_label(weak, valid, model.progress).pseudo
     labels = pseudo.labels
     # threshold 0 labels every real pixel; padding is always ignored.
     assert (labels[0, 24:] == IGNORE).all()
@@ -568,3 +570,22 @@ def test_export_picks_the_segmentor_of_each_rml_network():
     rml = dict(type='DualStudentSegmentor', segmentor1=one)
     plain = tool.plain_config(Config(dict(model=rml)), 'student2')
     assert plain.model.decode_head.num_classes == 3
+
+
+def test_init_weights_makes_the_teacher_the_student():
+    """mmengine initialises teacher and student independently (the head's
+    random conv_seg differs); init_weights then copies the student, so the
+    first pseudo-labels come from the network the student is."""
+    torch.manual_seed(0)
+    model = build(unsup_start_iter=0)
+    head = 'decode_head.conv_seg.weight'
+    model.init_weights()
+    teacher, student = model.teacher.state_dict(), model.student.state_dict()
+    assert teacher.keys() == student.keys()
+    for key in teacher:
+        assert torch.equal(teacher[key], student[key]), key
+    # The copy is of values: training the student leaves the teacher.
+    with torch.no_grad():
+        model.student.decode_head.conv_seg.weight.add_(1.0)
+    assert not torch.equal(model.teacher.state_dict()[head],
+                           model.student.state_dict()[head])

@@ -21,6 +21,7 @@ COMPONENTS = {
         'EntropyPseudoLabeler', 'ConfidencePseudoLabeler',
         'DistributionAlignment',
         'PrototypeRectifier', 'RepresentationHead', 'U2PLContrastiveLoss',
+        'ClassWeightedCrossEntropyLoss',
         'ClassMemoryBank', 'DeepLabV2Head'
     ],
     HOOKS: ['EMATeacherHook', 'ClassCollapseGuardHook'],

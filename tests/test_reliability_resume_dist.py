@@ -32,7 +32,7 @@ from mmseg.utils import register_all_modules
 from torch.nn.parallel import DistributedDataParallel
 
 import mmseg_semi  # noqa: F401
-from mmseg_semi.models.segmentors.semi_base_segmentor import forward_logits
+from mmseg_semi.models.utils.segmentor_forward import forward_logits
 from helpers import (CONFIG_DIR, REPO_ROOT, camvid_root,  # noqa: F401
                      free_port, gloo_group, seg_preprocessor,
                      single_thread, spawn_gloo_workers,

@@ -9,6 +9,7 @@ from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 
 import mmseg_semi  # noqa: F401
+from mmseg_semi.models.utils.segmentor_forward import valid_pixel_mask
 
 register_all_modules(init_default_scope=True)
 
@@ -124,8 +125,10 @@ def test_padded_unlabeled_pixels_are_never_negatives():
     never reaches the queues as an Eq. 15 negative."""
     model = build(u2pl_cfg(cutmix=None))
     inputs, data_samples = semi_batch(unlabeled_img_shape=(SIZE // 2, SIZE))
-    pseudo = model.teacher_pseudo_labels(model.teacher, inputs['weak'],
-                                         data_samples['weak'])
+    weak = inputs['weak']
+    valid = valid_pixel_mask(data_samples['weak'], *weak.shape[2:],
+                             weak.device)
+    pseudo = model.pairs[0].pseudo_label(weak, valid, model.progress).pseudo
     assert not pseudo.unreliable[:, SIZE // 2:].any()
     assert (pseudo.labels[:, SIZE // 2:] == 255).all()
 

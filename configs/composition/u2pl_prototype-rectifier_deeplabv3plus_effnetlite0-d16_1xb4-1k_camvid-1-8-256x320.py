@@ -8,8 +8,7 @@ _base_ = [
 model = dict(
     rectifier=dict(
         type='PrototypeRectifier',
-        num_classes=11,
-        feat_channels=128,  # the decode head's `channels`
+        # num_classes and feat_channels are read from the student.
         # As the RML CamVid configs: 1k iterations are too few for the
         # paper-scale 0.9999.
         momentum=0.99))

@@ -5,7 +5,8 @@ _base_ = [
     'mean-teacher_deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py',
     '../_base_/models/u2pl_effnetlite0_heads.py'
 ]
+# The head's in_channels and the loss's num_classes are read from the
+# student.
 model = dict(
-    # in_channels: the decode head's `channels`.
-    rep_head=dict(_base_.u2pl_rep_head, in_channels=128),
-    contrastive_loss=dict(_base_.u2pl_contrastive_loss, num_classes=11))
+    rep_head=_base_.u2pl_rep_head,
+    contrastive_loss=_base_.u2pl_contrastive_loss)

@@ -8,12 +8,9 @@ _base_ = [
     'cityscapes-1-8-769x769.py',
     '../_base_/models/u2pl_r101_heads.py'
 ]
-# `_base_.x` (mmengine's Python-config access to inherited variables) lets
-# the loss take the segmentor's number of classes.
+# The loss's num_classes is read from the student.
 model = dict(
     rep_head=_base_.u2pl_rep_head,
-    contrastive_loss=dict(
-        _base_.u2pl_contrastive_loss,
-        num_classes=_base_.model.segmentor.decode_head.num_classes))
+    contrastive_loss=_base_.u2pl_contrastive_loss)
 # No optimizer change: on Cityscapes U2PL trains every part, the
 # representation head included, at the base lr 0.01.

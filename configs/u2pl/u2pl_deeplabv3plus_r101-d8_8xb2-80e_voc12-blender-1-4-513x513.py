@@ -8,13 +8,10 @@ _base_ = [
     'voc12-blender-1-4-513x513.py',
     '../_base_/models/u2pl_r101_heads.py'
 ]
-# `_base_.x` (mmengine's Python-config access to inherited variables) lets
-# the loss take the segmentor's number of classes.
+# The loss's num_classes is read from the student.
 model = dict(
     rep_head=_base_.u2pl_rep_head,
-    contrastive_loss=dict(
-        _base_.u2pl_contrastive_loss,
-        num_classes=_base_.model.segmentor.decode_head.num_classes))
+    contrastive_loss=_base_.u2pl_contrastive_loss)
 # U2PL's representation head is part of its decoder, which learns 10x
 # faster than the backbone on VOC (like decode_head and auxiliary_head in
 # the mean-teacher config; student_rep_head matches the key).

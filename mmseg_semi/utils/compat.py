@@ -1,24 +1,27 @@
 """Compatibility patches for the pinned OpenMMLab stack on current torch.
 
-Applied once, on ``import mmseg_semi``, so users need no environment
-variables:
+Applied once, on ``import mmseg_semi``, and only to mmengine up to
+:data:`PATCHED_MMENGINE` (0.10.7, the version they were written and tested
+for; a later mmengine is left alone):
 
 * torch>=2.6 loads checkpoints with ``weights_only=True`` by default.
   mmengine 0.10.7 saves its message hub (``HistoryBuffer``), numpy scalars and
-  config objects in checkpoint meta, so ``--resume`` and ``load_from`` fail.
-  mmengine's local and http checkpoint loaders are re-registered to load with
-  ``weights_only=False`` (the files are the user's own or model-zoo
-  checkpoints, which mmengine trusted before torch 2.6).
-* setuptools>=81 removed ``pkg_resources``, which mmengine's config uses to
-  locate packages for ``mmseg::`` inheritance. The two helpers it imports are
-  replaced by ``importlib.metadata`` versions.
-* mmengine's PyTorch launcher calls ``torch.cuda.set_device`` even when the
+  config objects in checkpoint meta, so ``--resume`` and ``load_from`` fail
+  (open-mmlab/mmengine#1655). mmengine's local and http checkpoint loaders
+  are re-registered to load with ``weights_only=False`` (the files are the
+  user's own or model-zoo checkpoints, which mmengine trusted before torch
+  2.6).
+* setuptools>=82 removed ``pkg_resources``, which mmengine 0.10.7's config
+  uses to locate packages for ``mmseg::`` inheritance (replaced upstream by
+  ``importlib`` in open-mmlab/mmengine#1676, after 0.10.7). The two helpers
+  it imports are replaced by ``importlib.metadata`` versions.
+* mmengine 0.10.7's PyTorch launcher (``mmengine.dist.utils.
+  _init_dist_pytorch``) calls ``torch.cuda.set_device`` even when the
   process group uses gloo on a CPU-only machine; the call is skipped there.
-* mmseg 1.2.2's ``cross_entropy`` with ``class_weight`` indexes the weights
-  with every label, ignore index included, so any 255 pixel raises
-  IndexError (and it loops in Python over the batch). Its normaliser is
-  computed here instead, vectorised: the sum of the class weights of the
-  non-ignored pixels, PyTorch's weighted mean.
+
+mmseg's own behaviour is not patched: class-weighted cross-entropy, which
+mmseg 1.2.2 cannot compute on labels with ignored pixels, is the registered
+loss ``ClassWeightedCrossEntropyLoss`` that configs name.
 """
 import contextlib
 import functools
@@ -30,6 +33,8 @@ import os.path as osp
 import torch
 
 _APPLIED = False
+#: The newest mmengine the patches were written for.
+PATCHED_MMENGINE = '0.10.7'
 
 
 @contextlib.contextmanager
@@ -125,47 +130,16 @@ def _patch_cpu_launcher():
     dist_utils._init_dist_pytorch = init_dist_pytorch
 
 
-def class_weighted_avg_factor(label: torch.Tensor,
-                              class_weight: torch.Tensor,
-                              ignore_index: int) -> torch.Tensor:
-    """Sum of ``class_weight[label]`` over the pixels not ignored."""
-    valid = label != ignore_index
-    safe_label = torch.where(valid, label, torch.zeros_like(label))
-    return (class_weight[safe_label] * valid).sum()
-
-
-def _patch_class_weighted_cross_entropy():
-    import mmseg.models.losses as losses_package
-    import mmseg.models.losses.cross_entropy_loss as ce_module
-    original = ce_module.cross_entropy
-
-    @functools.wraps(original)
-    def cross_entropy(pred,
-                      label,
-                      weight=None,
-                      class_weight=None,
-                      reduction='mean',
-                      avg_factor=None,
-                      ignore_index=-100,
-                      avg_non_ignore=False):
-        if class_weight is not None and avg_factor is None \
-                and reduction == 'mean':
-            avg_factor = class_weighted_avg_factor(label, class_weight,
-                                                   ignore_index)
-        return original(pred, label, weight, class_weight, reduction,
-                        avg_factor, ignore_index, avg_non_ignore)
-
-    ce_module.cross_entropy = cross_entropy
-    losses_package.cross_entropy = cross_entropy
-
-
 def apply_compat_patches() -> None:
     """Apply every patch once; safe to call repeatedly."""
     global _APPLIED
     if _APPLIED:
         return
+    _APPLIED = True
+    import mmengine
+    from mmengine.utils import digit_version
+    if digit_version(mmengine.__version__) > digit_version(PATCHED_MMENGINE):
+        return
     _patch_checkpoint_loaders()
     _patch_package_lookup()
     _patch_cpu_launcher()
-    _patch_class_weighted_cross_entropy()
-    _APPLIED = True

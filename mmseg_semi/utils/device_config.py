@@ -1,6 +1,6 @@
 """Make a config runnable on the machine at hand (CPU-only included)."""
 import logging
-from typing import Any
+from typing import Any, Union
 
 import torch
 from mmengine.config import Config
@@ -113,10 +113,6 @@ def use_cpu_amp(cfg: Config) -> None:
     if not wrapper or wrapper.get('type') not in ('AmpOptimWrapper',
                                                   'mmengine.AmpOptimWrapper'):
         return
-    # Imported here: mmseg_semi.utils loads before the compat patches and
-    # the engine package.
-    from mmseg_semi.engine.optimizers.any_device_amp_optim_wrapper import \
-        cpu_autocast_dtype
     cpu_autocast_dtype(wrapper.get('dtype'))  # float16: clear error here
     wrapper.type = 'AnyDeviceAmpOptimWrapper'
     print_log(
@@ -124,3 +120,17 @@ def use_cpu_amp(cfg: Config) -> None:
         '(bfloat16 autocast on CPU)',
         logger='current',
         level=logging.WARNING)
+
+
+def cpu_autocast_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
+    """bfloat16 for None or bfloat16; anything else is refused on CPU."""
+    if dtype is None:
+        return torch.bfloat16
+    resolved = getattr(torch, dtype, None) if isinstance(dtype, str) \
+        else dtype
+    if resolved != torch.bfloat16:
+        raise ValueError(
+            f'optim_wrapper.dtype={dtype!r}: CPU autocast supports only '
+            "'bfloat16' (float16 mixed precision is GPU-only); set "
+            "optim_wrapper.dtype='bfloat16' or train on a GPU")
+    return resolved

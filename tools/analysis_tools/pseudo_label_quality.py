@@ -29,8 +29,8 @@ from mmengine.utils import ProgressBar
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from visualize_pseudo_labels import (  # noqa: E402
     find_label, inference_pipeline, label_locations, read_label,
-    resolve_images, schedule_progress, teacher_and_rectifier,
-    teacher_class_balance, teacher_outputs, training_dataset_cfg)
+    resolve_images, schedule_progress, teacher_outputs, teacher_pair,
+    training_dataset_cfg)
 
 from mmseg_semi.utils.checkpoint_loading import \
     build_model_from_checkpoint  # noqa: E402
@@ -115,9 +115,9 @@ def main(argv=None) -> str:
 
     model, meta = build_model_from_checkpoint(cfg, args.checkpoint,
                                               args.device)
-    name, teacher, rectifier = teacher_and_rectifier(model, args.teacher)
+    name, pair = teacher_pair(model, args.teacher)
     progress = schedule_progress(cfg, meta, args.iter)
-    num_classes = teacher.decode_head.num_classes
+    num_classes = pair.teacher.decode_head.num_classes
     pipeline = inference_pipeline(cfg)
     confusion_all = torch.zeros(num_classes, num_classes, dtype=torch.long)
     confusion_reliable = torch.zeros_like(confusion_all)
@@ -128,9 +128,8 @@ def main(argv=None) -> str:
             dict(inputs=[data['inputs']],
                  data_samples=[data['data_samples']]), False)
         inputs = batch['inputs'].to(args.device)
-        probs, pseudo = teacher_outputs(
-            model, teacher, rectifier, inputs, batch['data_samples'],
-            progress, teacher_class_balance(model, name))
+        probs, pseudo = teacher_outputs(pair, inputs, batch['data_samples'],
+                                        progress)
         height, width = data['data_samples'].img_shape[:2]
         pred = pseudo.probs.argmax(dim=1)[0, :height, :width].cpu()
         reliable = pseudo.reliable[0, :height, :width].cpu()

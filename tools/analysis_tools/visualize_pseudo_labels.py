@@ -14,10 +14,11 @@ For each image, one PNG grid (3 panels per row, a title above each):
 6. the ground truth, when a label file is found for the image (the
    config's ``img_path`` -> ``seg_map_path`` data prefixes).
 
-The teacher runs exactly as in training: ``forward_logits`` at input size,
-softmax, ``rectified_pseudo_labels`` with the model's pseudo-labeler and
-rectifier (a copy per image, so the prototypes the checkpoint saved judge
-every image and no image updates them for the next).
+The teacher runs exactly as in training, by the model's own teacher step
+(``TeacherStudent.pseudo_label``) with ``update_state=False``: the
+rectifier and the class-balance component are copies per image, so the
+prototypes and class shares the checkpoint saved judge every image and no
+image updates them for the next.
 
 Examples:
     python tools/analysis_tools/visualize_pseudo_labels.py CONFIG CKPT \
@@ -40,8 +41,7 @@ from mmengine.utils import ProgressBar
 from PIL import Image, ImageDraw
 
 import mmseg_semi  # noqa: F401  (registers modules, applies patches)
-from mmseg_semi.models.segmentors.semi_base_segmentor import (
-    forward_logits, rectified_pseudo_labels, valid_pixel_mask)
+from mmseg_semi.models.utils.segmentor_forward import valid_pixel_mask
 from mmseg_semi.utils.checkpoint_loading import build_model_from_checkpoint
 
 #: Height in pixels of the title strip above each panel.
@@ -208,47 +208,23 @@ def class_palette(cfg: Config, num_classes: int) -> np.ndarray:
         np.uint8)
 
 
-def teacher_and_rectifier(model, name: Optional[str]):
-    """The named teacher (default the first) and its rectifier or None."""
+def teacher_pair(model, name: Optional[str]):
+    """The named teacher's name (default the first teacher) and its
+    ``TeacherStudent`` pair."""
     teachers = [teacher for teacher, _ in model.teacher_student_names]
     name = name or teachers[0]
     if name not in teachers:
         raise ValueError(f'--teacher {name!r} is not one of {teachers}')
-    rectifier_names = getattr(model, 'rectifier_names', None)
-    if rectifier_names is not None:
-        rectifier = getattr(model, rectifier_names[teachers.index(name)])
-    else:
-        rectifier = getattr(model, 'rectifier', None)
-    return name, getattr(model, name), rectifier
+    return name, model.pair_of(name)
 
 
-def teacher_class_balance(model, name: str):
-    """The class-balance component used with the named teacher, or None
-    (``class_balance`` of a mean teacher, ``class_balance<i>`` of teacher
-    ``i`` of a dual student)."""
-    teachers = [teacher for teacher, _ in model.teacher_student_names]
-    if len(teachers) == 1:
-        return getattr(model, 'class_balance', None)
-    return getattr(model, f'class_balance{teachers.index(name) + 1}', None)
-
-
-@torch.no_grad()
-def teacher_outputs(model, teacher, rectifier, inputs: torch.Tensor,
-                    data_samples, progress: Tuple[int, int],
-                    class_balance=None):
-    """The teacher's raw softmax and the model's pseudo-labels for a batch,
-    computed as in training; the rectifier and the class-balance component
-    are throw-away copies."""
-    logits, feats = forward_logits(
-        teacher, inputs, with_features=rectifier is not None)
-    probs = logits.float().softmax(dim=1)
+def teacher_outputs(pair, inputs: torch.Tensor, data_samples,
+                    progress: Tuple[int, int]):
+    """The teacher's raw softmax and its pseudo-labels for a batch, by the
+    training step's teacher step, leaving the model's state as it was."""
     valid = valid_pixel_mask(data_samples, *inputs.shape[2:], inputs.device)
-    pseudo = rectified_pseudo_labels(
-        model.pseudo_labeler,
-        copy.deepcopy(rectifier) if rectifier is not None else None, probs,
-        feats, valid, progress,
-        copy.deepcopy(class_balance) if class_balance is not None else None)
-    return probs, pseudo
+    output = pair.pseudo_label(inputs, valid, progress, update_state=False)
+    return output.probs, output.pseudo
 
 
 def inference_pipeline(cfg: Config):
@@ -309,8 +285,8 @@ def panel_grid(panels: Sequence[Tuple[str, np.ndarray]],
     return grid
 
 
-def visualize_image(model, teacher_name, teacher, rectifier, pipeline,
-                    image_path: str, palette: np.ndarray, locations,
+def visualize_image(model, teacher_name, pair, pipeline, image_path: str,
+                    palette: np.ndarray, locations,
                     progress: Tuple[int, int]) -> Image.Image:
     """The grid of one image (see the module docstring)."""
     data = pipeline(dict(img_path=image_path))
@@ -319,9 +295,8 @@ def visualize_image(model, teacher_name, teacher, rectifier, pipeline,
         dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
         False)
     inputs = batch['inputs'].to(device)
-    probs, pseudo = teacher_outputs(
-        model, teacher, rectifier, inputs, batch['data_samples'], progress,
-        teacher_class_balance(model, teacher_name))
+    probs, pseudo = teacher_outputs(pair, inputs, batch['data_samples'],
+                                    progress)
     height, width = data['data_samples'].img_shape[:2]
     num_classes = probs.shape[1]
 
@@ -340,7 +315,7 @@ def visualize_image(model, teacher_name, teacher, rectifier, pipeline,
          f'{progress[1]})', (reliable[..., None] * np.full(3, 255)).astype(
              np.uint8)),
     ]
-    if rectifier is not None:
+    if pair.rectifier is not None:
         changed = float(pseudo.rectified_ratio)
         panels.append((f'rectified label ({changed:.1%} changed)',
                        colour_labels(crop(pseudo.probs.argmax(dim=1)),
@@ -388,10 +363,9 @@ def main(argv=None) -> List[str]:
     if not hasattr(model, 'pseudo_labeler'):
         raise ValueError(f'{args.config}: {type(model).__name__} has no '
                          'pseudo_labeler to visualise')
-    teacher_name, teacher, rectifier = teacher_and_rectifier(
-        model, args.teacher)
+    teacher_name, pair = teacher_pair(model, args.teacher)
     progress = schedule_progress(cfg, meta, args.iter)
-    palette = class_palette(cfg, teacher.decode_head.num_classes)
+    palette = class_palette(cfg, pair.teacher.decode_head.num_classes)
     pipeline = inference_pipeline(cfg)
     locations = label_locations(cfg)
 
@@ -399,9 +373,8 @@ def main(argv=None) -> List[str]:
     written = []
     bar = ProgressBar(len(images))
     for image_path in images:
-        grid = visualize_image(model, teacher_name, teacher, rectifier,
-                               pipeline, image_path, palette, locations,
-                               progress)
+        grid = visualize_image(model, teacher_name, pair, pipeline,
+                               image_path, palette, locations, progress)
         out_file = osp.join(args.out_dir,
                             osp.splitext(osp.basename(image_path))[0] +
                             '.png')

@@ -37,8 +37,7 @@ from typing import Callable, Dict, List
 
 #: (label, module path, attribute) of the timed parts of the U2PL term.
 TIMED_FUNCTIONS = (
-    ('teacher forward, labeled crops',
-     'mmseg_semi.models.segmentors.contrastive_step', 'forward_logits'),
+    ('teacher forward, labeled crops', None, 'pair.teacher_on_labeled'),
     ('contrastive loss (all of it)', None, 'contrastive_loss.forward'),
     ('memory bank push', None, 'contrastive_loss.memory_bank.push'),
     ('memory bank sample_negatives', None,
@@ -92,7 +91,8 @@ def resolve_owner(model, module_path, attribute: str):
     *owner_path, name = attribute.split('.')
     owner = importlib.import_module(module_path) if module_path else model
     for part in owner_path:
-        owner = getattr(owner, part)
+        # ``pair``: the mean teacher's TeacherStudent (not a module).
+        owner = owner.pairs[0] if part == 'pair' else getattr(owner, part)
     return owner, name
 
 
@@ -118,12 +118,13 @@ def patched_parts(model, timer: PartTimer):
 @contextmanager
 def contrastive_off(model):
     """The same model as a plain mean teacher (no U2PL term)."""
-    loss = model.contrastive_loss
-    model.contrastive_loss = None
+    pair = model.pairs[0]
+    loss = pair.contrastive_loss
+    pair.contrastive_loss = None
     try:
         yield
     finally:
-        model.contrastive_loss = loss
+        pair.contrastive_loss = loss
 
 
 def alternated_medians(steps: List[Callable[[], None]], repeat: int,

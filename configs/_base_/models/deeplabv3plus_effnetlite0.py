@@ -33,7 +33,11 @@ model = dict(
         num_classes=11,
         norm_cfg=norm_cfg,
         align_corners=False,
+        # mmseg's CrossEntropyLoss with class_weight fails on ignored
+        # pixels; the configs that weigh classes need this one.
         loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+            type='ClassWeightedCrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))

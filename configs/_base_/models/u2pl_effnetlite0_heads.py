@@ -3,8 +3,8 @@
 # pixels as negatives (Eq. 4, 9-16). Paper values except where the CPU
 # budget needs smaller ones: the representation is 64-d (paper: 256) and
 # the head has one 3x3 block. Only `u2pl_*` names (plus DDP's flag), so it
-# combines with any model config in `_base_`; the configs add the
-# segmentor-specific `in_channels` and `num_classes` where needed.
+# combines with any model config in `_base_`; the head's `in_channels` and
+# the loss's `num_classes` are read from the student.
 u2pl_rep_channels = 64
 u2pl_rep_head = dict(
     type='RepresentationHead',

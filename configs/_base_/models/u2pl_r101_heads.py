@@ -7,9 +7,9 @@
 #
 #   model = dict(
 #       rep_head=_base_.u2pl_rep_head,
-#       contrastive_loss=dict(
-#           _base_.u2pl_contrastive_loss,
-#           num_classes=_base_.model.segmentor.decode_head.num_classes))
+#       contrastive_loss=_base_.u2pl_contrastive_loss)
+#
+# (the loss's num_classes is read from the student).
 u2pl_rep_channels = 256  # representation dimension D (Sec. 4.1)
 u2pl_rep_head = dict(
     type='RepresentationHead',

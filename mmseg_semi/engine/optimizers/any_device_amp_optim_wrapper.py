@@ -5,6 +5,7 @@ from mmengine.device import get_device
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from mmseg.registry import OPTIM_WRAPPERS
+from ...utils.device_config import cpu_autocast_dtype
 from .finite_loss_guard import FiniteLossGuardMixin
 
 
@@ -50,17 +51,3 @@ class AnyDeviceAmpOptimWrapper(FiniteLossGuardMixin, AmpOptimWrapper):
             self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
             self.cast_dtype = cpu_autocast_dtype(dtype)
         self.init_finite_loss_guard(nonfinite_loss)
-
-
-def cpu_autocast_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
-    """bfloat16 for None or bfloat16; anything else is refused on CPU."""
-    if dtype is None:
-        return torch.bfloat16
-    resolved = getattr(torch, dtype, None) if isinstance(dtype, str) \
-        else dtype
-    if resolved != torch.bfloat16:
-        raise ValueError(
-            f'optim_wrapper.dtype={dtype!r}: CPU autocast supports only '
-            "'bfloat16' (float16 mixed precision is GPU-only); set "
-            "optim_wrapper.dtype='bfloat16' or train on a GPU")
-    return resolved

@@ -10,6 +10,7 @@ from ..utils.contrastive_functional import (anchor_mask, class_positive_keys,
                                             class_rank, flatten_pixels,
                                             gather_pixels, info_nce,
                                             labeled_negative_mask,
+                                            resize_pixel_maps,
                                             sample_anchor_pixels,
                                             unlabeled_negative_mask)
 
@@ -269,30 +270,3 @@ class U2PLContrastiveLoss(nn.Module):
                 f'anchor_prob_threshold={self.anchor_prob_threshold}, '
                 f'low_rank={self.low_rank}, high_rank={self.high_rank}, '
                 f'loss_weight={self.loss_weight}')
-
-
-def resize_pixel_maps(size: torch.Size, labels: Tensor, probs: Tensor,
-                      unreliable: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """Bring labels, probabilities and the unreliable mask to ``size``.
-
-    Nearest for labels and masks (a label is never averaged into another
-    class), bilinear for probabilities; inputs already at ``size`` are
-    returned unchanged (probabilities as float32). Every sample is resized
-    on its own, so resizing parts of a batch and concatenating them gives
-    the same tensors as resizing the concatenation (callers do that to
-    avoid concatenating full-resolution probabilities).
-    """
-    probs = probs.float()
-    if labels.shape[1:] != size:
-        # float32 represents every label value exactly (< 2**24).
-        labels = F.interpolate(
-            labels.unsqueeze(1).float(), size=size,
-            mode='nearest').squeeze(1).long()
-    if unreliable.shape[1:] != size:
-        unreliable = F.interpolate(
-            unreliable.unsqueeze(1).float(), size=size,
-            mode='nearest').squeeze(1) > 0.5
-    if probs.shape[2:] != size:
-        probs = F.interpolate(
-            probs, size=size, mode='bilinear', align_corners=False)
-    return labels, probs, unreliable

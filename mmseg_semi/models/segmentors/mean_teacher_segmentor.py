@@ -1,20 +1,12 @@
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mmseg.registry import MODELS
-from mmseg.utils import SampleList
 from ..pseudo_labelers import PseudoLabels
 from ..utils import pseudo_label_cross_entropy
-from ..utils.class_share_monitor import ClassShareMonitor
-from .contrastive_step import (build_rep_heads, check_contrastive_pair,
-                               mix_with_box_mask, u2pl_contrastive_term)
-from .semi_base_segmentor import (SemiBaseSegmentor, check_class_weight_length,
-                                  forward_logits, prefixed_losses,
-                                  rectified_pseudo_labels,
-                                  segmentor_loss_with_features,
-                                  valid_pixel_mask)
+from .semi_base_segmentor import SemiBaseSegmentor
+from .teacher_student import TeacherStudent
 
 
 @MODELS.register_module()
@@ -53,10 +45,12 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             aspect_ratio_range=...)`` for batch CutMix of the strong view, or
             None to disable.
         rectifier: Optional ``PrototypeRectifier`` config applied to the
-            teacher's softmax before pseudo-labelling.
-        rep_head: Optional ``RepresentationHead`` config (U2PL).
+            teacher's softmax before pseudo-labelling; ``num_classes`` and
+            ``feat_channels`` are read from the student.
+        rep_head: Optional ``RepresentationHead`` config (U2PL);
+            ``in_channels`` is read from the student.
         contrastive_loss: Optional ``U2PLContrastiveLoss`` config; needs
-            ``rep_head``.
+            ``rep_head``; ``num_classes`` is read from the student.
         sup_weight: Weight of the supervised losses.
         unsup_weight: Weight of the unsupervised cross-entropy (multiplies
             the labeler's own weight).
@@ -70,8 +64,6 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         data_preprocessor, unsup_start_iter, predict_on, channels_last,
             init_cfg: see :class:`SemiBaseSegmentor`.
     """
-
-    teacher_student_names = (('teacher', 'student'), )
 
     def __init__(self,
                  segmentor: dict,
@@ -93,152 +85,27 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         super().__init__(
             data_preprocessor=self.build_multi_branch_preprocessor(
                 data_preprocessor, segmentor),
+            cutmix=cutmix,
+            sup_weight=sup_weight,
+            unsup_class_weight=unsup_class_weight,
             unsup_start_iter=unsup_start_iter,
             predict_on=predict_on,
             channels_last=channels_last,
             init_cfg=init_cfg)
-        with_contrastive = check_contrastive_pair(rep_head, contrastive_loss)
-        self.teacher, self.student = self.build_teacher_student(segmentor)
-        self.pseudo_labeler = MODELS.build(pseudo_labeler)
-        self.rectifier = MODELS.build(rectifier) if rectifier else None
-        num_classes = self.student.decode_head.num_classes
-        self.class_balance = self.build_class_balance(class_balance,
-                                                      num_classes)
-        self.class_monitor = ClassShareMonitor(
-            num_classes, self.pseudo_labeler.ignore_index)
-        self.cutmix = dict(cutmix) if cutmix is not None else None
-        self.sup_weight = sup_weight
         self.unsup_weight = unsup_weight
-        self.register_unsup_class_weight(unsup_class_weight)
-        check_class_weight_length(self.unsup_class_weight, self.student,
-                                  'unsup_class_weight')
-        if with_contrastive:
-            self.teacher_rep_head, self.student_rep_head = build_rep_heads(
-                rep_head, self.student)
-            self.contrastive_loss = MODELS.build(contrastive_loss)
-        else:
-            self.student_rep_head = self.teacher_rep_head = None
-            self.contrastive_loss = None
-        self.apply_memory_format()
+        self.pseudo_labeler = MODELS.build(pseudo_labeler)
+        pair = TeacherStudent(segmentor, self.pseudo_labeler)
+        pair.build_components(rectifier, class_balance, rep_head,
+                              contrastive_loss)
+        self.register_pairs([pair])
 
-    def class_share_monitors(self) -> Dict[str, ClassShareMonitor]:
-        return {'': self.class_monitor}
-
-    @property
-    def with_contrastive(self) -> bool:
-        return self.contrastive_loss is not None
-
-    def teacher_student_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
-        pairs = super().teacher_student_pairs()
-        if self.with_contrastive:
-            pairs.append((self.teacher_rep_head, self.student_rep_head))
-        return pairs
-
-    # ------------------------------------------------------------------ loss
-    def loss(self, inputs: Dict[str, Tensor],
-             data_samples: Dict[str, SampleList]) -> dict:
-        self.observe_labeled_classes(data_samples['labeled'],
-                                     [self.class_balance])
-        if not self.with_contrastive:
-            losses = self.supervised_loss(self.student, inputs['labeled'],
-                                          data_samples['labeled'])
-            if self.unsup_active:
-                pseudo = self.teacher_pseudo_labels(
-                    self.teacher, inputs['weak'], data_samples['weak'])
-                strong, (labels, ), _ = self.mix_strong_view(
-                    inputs['strong'], pseudo.labels)
-                logits, _ = forward_logits(self.student, strong)
-                losses.update(self.unsupervised_loss(logits, labels, pseudo))
-            return losses
-        return self.loss_with_contrast(inputs, data_samples)
-
-    def loss_with_contrast(self, inputs: Dict[str, Tensor],
-                           data_samples: Dict[str, SampleList]) -> dict:
-        """U2PL: the mean-teacher losses plus the pixel contrastive loss."""
-        sup, _, student_feat_l = segmentor_loss_with_features(
-            self.student, inputs['labeled'], data_samples['labeled'])
-        losses = self.prefix_supervised(sup)
-        if not self.unsup_active:
-            return losses
-        pseudo, teacher_feat_u = self.teacher_pseudo_labels(
-            self.teacher, inputs['weak'], data_samples['weak'],
-            with_features=True)
-        strong, (labels, unreliable, probs_u), mask = self.mix_strong_view(
-            inputs['strong'], pseudo.labels, pseudo.unreliable, pseudo.probs)
-        logits_u, student_feat_u = forward_logits(
-            self.student, strong, with_features=True)
-        losses.update(self.unsupervised_loss(logits_u, labels, pseudo))
-        losses[f'unsup_{self.contrastive_loss.loss_name}'] = \
-            u2pl_contrastive_term(
-                self.contrastive_loss, self.student_rep_head,
-                self.teacher_rep_head, self.teacher, inputs['labeled'],
-                data_samples['labeled'], student_feat_l, student_feat_u,
-                teacher_feat_u, labels, unreliable, probs_u, mask)
-        return losses
-
-    # ------------------------------------------------------- building blocks
-    def prefix_supervised(self, losses: dict) -> dict:
-        return prefixed_losses(losses, 'sup_', self.sup_weight)
-
-    def supervised_loss(self, student, inputs: Tensor,
-                        data_samples: SampleList) -> dict:
-        return self.prefix_supervised(student.loss(inputs, data_samples))
-
-    @torch.no_grad()
-    def teacher_pseudo_labels(self,
-                              teacher,
-                              inputs: Tensor,
-                              data_samples: SampleList,
-                              with_features: bool = False):
-        """Teacher softmax on the weak view turned into pseudo-labels.
-
-        With a rectifier, the softmax is first rectified by the class
-        prototypes, which are then updated from this batch (rectify with
-        what earlier batches taught, so a batch never votes on itself); it
-        is then aligned by ``class_balance`` (if any).
-        Returns the PseudoLabels, and the teacher's decoder feature too when
-        ``with_features``.
-        """
-        need_features = with_features or self.rectifier is not None
-        logits, features = forward_logits(teacher, inputs, need_features)
-        valid = valid_pixel_mask(data_samples, *inputs.shape[2:],
-                                 inputs.device)
-        probs = logits.float().softmax(dim=1)
-        pseudo = rectified_pseudo_labels(self.pseudo_labeler, self.rectifier,
-                                         probs, features, valid,
-                                         self.progress, self.class_balance,
-                                         self.class_monitor)
-        return (pseudo, features) if with_features else pseudo
-
-    def mix_strong_view(self, strong: Tensor, *pixel_maps: Tensor):
-        """CutMix the strong view and its per-pixel maps together.
-
-        Returns the mixed image, the mixed maps, and ``(box_mask, perm)``
-        (None without CutMix) for maps at another resolution.
-        """
-        return mix_with_box_mask(self.cutmix, strong, *pixel_maps)
-
-    def unsupervised_loss(self, logits: Tensor, labels: Tensor,
-                          pseudo: PseudoLabels) -> dict:
-        ignore = self.pseudo_labeler.ignore_index
-        loss = pseudo_label_cross_entropy(logits, labels, ignore,
+    def pseudo_label_losses(self, student_logits: List[Tensor],
+                            labels: List[Tensor],
+                            pseudos: List[PseudoLabels]) -> dict:
+        """U2PL Eq. 3: cross-entropy against the pseudo-labels, times the
+        labeler's weight (Eq. 8 for the entropy labeler)."""
+        (logits, ), (labels, ), (pseudo, ) = student_logits, labels, pseudos
+        loss = pseudo_label_cross_entropy(logits, labels,
+                                          self.pseudo_labeler.ignore_index,
                                           self.unsup_class_weight)
-        losses = dict(unsup_loss_ce=loss * pseudo.weight * self.unsup_weight)
-        losses.update(pseudo_label_stats(pseudo, prefix='unsup_'))
-        return losses
-
-
-def pseudo_label_stats(pseudo: PseudoLabels, prefix: str) -> dict:
-    """Logged (not optimised) statistics of a pseudo-labelling step."""
-    valid = pseudo.valid.sum().clamp_min(1)
-    stats = {
-        f'{prefix}weight': pseudo.weight.detach(),
-        f'{prefix}reliable_ratio': pseudo.reliable.sum() / valid,
-        f'{prefix}threshold': pseudo.threshold.detach(),
-    }
-    if pseudo.alpha is not None:
-        stats[f'{prefix}alpha'] = torch.tensor(
-            float(pseudo.alpha), device=pseudo.weight.device)
-    if pseudo.rectified_ratio is not None:
-        stats[f'{prefix}rectified_ratio'] = pseudo.rectified_ratio
-    return stats
+        return dict(unsup_loss_ce=loss * pseudo.weight * self.unsup_weight)

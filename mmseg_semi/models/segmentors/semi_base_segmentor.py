@@ -1,26 +1,37 @@
-"""Machinery shared by the semi-supervised segmentors (not registered)."""
+"""The semi-supervised segmentors' base: a template training step over
+one or more teacher-student pairs (not registered)."""
 import copy
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from numbers import Real
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModel
-from mmengine.structures import PixelData
 from torch import Tensor, nn
 
-from mmseg.registry import MODELS
-from mmseg.utils import SampleList, add_prefix
+from mmseg.utils import SampleList
+from ..pseudo_labelers import PseudoLabels
 from ..utils.class_balance_functional import class_pixel_counts
 from ..utils.class_share_monitor import ClassShareMonitor
+from ..utils.cutmix import mix_with_box_mask
+from ..utils.segmentor_forward import stack_gt_labels, valid_pixel_mask
+from .teacher_student import ROLE_GROUPS, TeacherStudent
 
 
 class SemiBaseSegmentor(BaseModel):
     """Base for wrappers that train mmseg segmentors on unlabeled data.
 
-    A subclass owns one or more (teacher, student) pairs of plain mmseg
-    segmentors, named by :attr:`teacher_student_names`. This base provides
-    what every such wrapper needs:
+    A subclass builds one or more :class:`TeacherStudent` pairs (a mean
+    teacher one, RML two) and registers them (:meth:`register_pairs`). This
+    base provides what every such wrapper needs:
+
+    * the training step as a template (:meth:`loss`): each student's
+      supervised loss; each teacher's pseudo-labels on the weak view
+      (``TeacherStudent.pseudo_label``); the strong view and every
+      teacher's per-pixel maps CutMixed with one set of boxes; each
+      student's logits on it; the pseudo-label losses, the only step a
+      subclass must supply (:meth:`pseudo_label_losses`); the labelers'
+      statistics; each pair's contrastive term when it has one;
+    * each teacher starts as a copy of its student (:meth:`init_weights`);
 
     * teachers never get gradients and stay in eval mode even though
       mmengine's loop calls ``model.train()`` every iteration;
@@ -36,6 +47,12 @@ class SemiBaseSegmentor(BaseModel):
     Args:
         data_preprocessor: Preprocessor config; by default a
             ``MultiBranchDataPreprocessor`` wrapping the student's own.
+        cutmix: ``dict(prob=..., area_ratio_range=...,
+            aspect_ratio_range=...)`` for batch CutMix of the strong view, or
+            None to disable.
+        sup_weight: Weight of the supervised losses.
+        unsup_class_weight: Optional per-class weights of the pseudo-label
+            cross-entropies; None, as in the papers, weighs classes alike.
         unsup_start_iter: Supervised-only warm-up: the unsupervised losses
             start at this iteration (the EMA hook copies students into
             teachers until then).
@@ -46,35 +63,39 @@ class SemiBaseSegmentor(BaseModel):
             on the project's 2-core CPU, a DeepLabV3+ EfficientNet-Lite0
             training step took 30% less time (RML CamVid step 2.0 vs
             2.9 s); channels-last is also the fast layout of CUDA AMP
-            convolutions. Subclasses apply it at the end of their
-            ``__init__`` (:meth:`apply_memory_format`), before mmengine
-            wraps the model for DDP, so DDP's gradient buckets take the
-            parameters' layout.
+            convolutions. Applied when the pairs are registered, before
+            mmengine wraps the model for DDP, so DDP's gradient buckets
+            take the parameters' layout.
         init_cfg: mmengine init config.
     """
 
-    #: (teacher attribute, student attribute) pairs, set by subclasses.
-    teacher_student_names: Tuple[Tuple[str, str], ...] = ()
-
     def __init__(self,
                  data_preprocessor: Optional[dict],
+                 cutmix: Optional[dict] = dict(prob=1.0),
+                 sup_weight: float = 1.0,
+                 unsup_class_weight: Optional[Sequence[float]] = None,
                  unsup_start_iter: int = 0,
                  predict_on: str = 'teacher',
                  channels_last: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.sup_weight = loss_weight('sup_weight', sup_weight)
+        self.register_unsup_class_weight(unsup_class_weight)
         if not isinstance(channels_last, bool):
             raise ValueError(
                 f'channels_last must be True or False, got {channels_last!r}')
         self.channels_last = channels_last
+        self.cutmix = dict(cutmix) if cutmix is not None else None
+        #: The TeacherStudent pairs, in registration order (not modules: the
+        #: segmentor holds their modules under their attribute names).
+        self.pairs = []
         if not isinstance(unsup_start_iter, int) or unsup_start_iter < 0:
             raise ValueError('unsup_start_iter must be a non-negative int, '
                              f'got {unsup_start_iter!r}')
         self.unsup_start_iter = unsup_start_iter
-        # Through the setter: a wrong name (e.g. tools/test.py --predict-on)
-        # fails here, not with an AttributeError at the first prediction.
-        self.predict_on = predict_on
+        # Checked by register_pairs, once the networks exist.
+        self._predict_on = predict_on
         self.train_iter = 0
         self.max_iters = 1
         # Set by ClassCollapseGuardHook(pause_iters=...): no unsupervised
@@ -102,9 +123,10 @@ class SemiBaseSegmentor(BaseModel):
     def apply_memory_format(self) -> None:
         """Move 4-D parameters and buffers to channels-last if asked.
 
-        Called once every network is built. Later in-place initialisation
-        and ``load_state_dict`` copy into the tensors and keep the layout;
-        checkpoints load into models of either layout.
+        Called by :meth:`register_pairs`, once every network is built.
+        Later in-place initialisation and ``load_state_dict`` copy into the
+        tensors and keep the layout; checkpoints load into models of either
+        layout.
         """
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
@@ -132,18 +154,58 @@ class SemiBaseSegmentor(BaseModel):
             type='MultiBranchDataPreprocessor',
             data_preprocessor=copy.deepcopy(inner))
 
-    @staticmethod
-    def build_teacher_student(segmentor: dict) -> Tuple[nn.Module, nn.Module]:
-        """Build a student from an mmseg config and a teacher copy of it."""
-        student = MODELS.build(segmentor)
-        teacher = copy.deepcopy(student)
-        freeze(teacher)
-        return teacher, student
+    def register_pairs(self, pairs: Sequence[TeacherStudent]) -> None:
+        """Register the pairs' modules under their attribute names.
+
+        Role group by role group over the pairs (the networks of every
+        pair, then every rectifier, ...): registration order is the order
+        in which mmengine initialises the modules, which draws random
+        numbers, so it is kept as it was before the pairs existed.
+        """
+        self.pairs = list(pairs)
+        for group in ROLE_GROUPS:
+            for pair in self.pairs:
+                for role, pattern in group:
+                    setattr(self, pattern.format(pair.name),
+                            getattr(pair, role))
+        if self.unsup_class_weight is not None:
+            num_classes = self.pairs[0].student.decode_head.num_classes
+            if self.unsup_class_weight.numel() != num_classes:
+                raise ValueError(
+                    f'unsup_class_weight has '
+                    f'{self.unsup_class_weight.numel()} entries but the '
+                    f'segmentor predicts {num_classes} classes')
+        # Checked once the pairs, hence the network names, exist: a wrong
+        # name (e.g. tools/test.py --predict-on) fails here, not at the
+        # first prediction.
+        self.predict_on = self._predict_on
+        self.apply_memory_format()
+
+    @property
+    def teacher_student_names(self) -> Tuple[Tuple[str, str], ...]:
+        """(teacher, student) attribute names of the pairs."""
+        return tuple((f'teacher{pair.name}', f'student{pair.name}')
+                     for pair in self.pairs)
+
+    @property
+    def with_contrastive(self) -> bool:
+        """Whether the students carry U2PL's contrastive term."""
+        return any(pair.with_contrastive for pair in self.pairs)
+
+    def pair_of(self, teacher_name: str):
+        """The pair whose teacher is the attribute ``teacher_name``."""
+        for pair in self.pairs:
+            if f'teacher{pair.name}' == teacher_name:
+                return pair
+        raise ValueError(f'{teacher_name!r} is not one of the teachers '
+                         f'{[t for t, _ in self.teacher_student_names]}')
 
     def teacher_student_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
-        """(teacher, student) modules, for the EMA hook."""
-        return [(getattr(self, t), getattr(self, s))
-                for t, s in self.teacher_student_names]
+        """(teacher, student) modules, for the EMA hook: the networks and
+        the representation heads."""
+        return [
+            modules for pair in self.pairs for modules in pair.ema_pairs()
+        ]
 
     def teachers(self) -> List[nn.Module]:
         return [teacher for teacher, _ in self.teacher_student_pairs()]
@@ -197,27 +259,21 @@ class SemiBaseSegmentor(BaseModel):
                                       int(until_iter))
 
     # -------------------------------------------------------- class balance
-    @staticmethod
-    def build_class_balance(cfg: Optional[dict],
-                            num_classes: int) -> Optional[nn.Module]:
-        """Build a class-balance component (e.g. ``DistributionAlignment``)
-        for a teacher of ``num_classes`` classes; None keeps the teacher's
-        probabilities as they are."""
-        if cfg is None:
-            return None
-        return MODELS.build(dict(cfg, num_classes=num_classes))
-
     def class_share_monitors(self) -> Dict[str, ClassShareMonitor]:
         """Monitors of the pseudo-labels' classes, by log prefix."""
-        return {}
+        if len(self.pairs) == 1:
+            return {'': self.pairs[0].class_monitor}
+        return {f'teacher{pair.name}/': pair.class_monitor
+                for pair in self.pairs}
 
-    def observe_labeled_classes(self, data_samples: SampleList,
-                                balances: Sequence[Optional[nn.Module]]
-                                ) -> None:
+    def observe_labeled_classes(self, data_samples: SampleList) -> None:
         """Count the labeled batch's ground-truth classes into every
         class-share monitor and class-balance component."""
-        receivers = list(self.class_share_monitors().values()) + \
-            [balance for balance in balances if balance is not None]
+        receivers = [
+            module for pair in self.pairs
+            for module in (pair.class_monitor, pair.class_balance)
+            if module is not None
+        ]
         if not receivers:
             return
         # Ignored (255) and padded pixels are outside [0, C): not counted.
@@ -242,11 +298,83 @@ class SemiBaseSegmentor(BaseModel):
 
     def loss(self, inputs: Dict[str, Tensor],
              data_samples: Dict[str, SampleList]) -> dict:
+        """The training step (see the class docstring); log keys are
+        ``sup<name>_<mmseg key>``, the subclass's pseudo-label losses,
+        ``unsup<name>_<statistic>`` and ``unsup<name>_loss_contrast``, with
+        ``<name>`` the pair's suffix."""
+        labeled, labeled_samples = inputs['labeled'], data_samples['labeled']
+        self.observe_labeled_classes(labeled_samples)
+        losses, student_feats_l = {}, []
+        for pair in self.pairs:
+            sup, feats = pair.supervised_loss(labeled, labeled_samples)
+            losses.update(
+                prefixed_losses(sup, f'sup{pair.name}_', self.sup_weight))
+            student_feats_l.append(feats)
+        if not self.unsup_active:
+            return losses
+        weak = inputs['weak']
+        valid = valid_pixel_mask(data_samples['weak'], *weak.shape[2:],
+                                 weak.device)
+        teacher_outputs = [
+            pair.pseudo_label(weak, valid, self.progress)
+            for pair in self.pairs
+        ]
+        pixel_maps = [output.pseudo.labels for output in teacher_outputs]
+        for pair, output in zip(self.pairs, teacher_outputs):
+            if pair.with_contrastive:
+                pixel_maps += [output.pseudo.unreliable, output.pseudo.probs]
+        strong, pixel_maps, cutmix_mask = mix_with_box_mask(
+            self.cutmix, inputs['strong'], *pixel_maps)
+        labels = pixel_maps[:len(self.pairs)]
+        contrastive_maps = iter(pixel_maps[len(self.pairs):])
+        student_outputs = [pair.student_logits(strong) for pair in self.pairs]
+        losses.update(
+            self.pseudo_label_losses(
+                [logits for logits, _ in student_outputs], labels,
+                [output.pseudo for output in teacher_outputs]))
+        for pair, output in zip(self.pairs, teacher_outputs):
+            losses.update(
+                pseudo_label_stats(output.pseudo, f'unsup{pair.name}_'))
+        losses.update(self.teacher_statistics(teacher_outputs, valid))
+        for index, pair in enumerate(self.pairs):
+            if not pair.with_contrastive:
+                continue
+            maps = (labels[index], next(contrastive_maps),
+                    next(contrastive_maps))
+            key = f'unsup{pair.name}_{pair.contrastive_loss.loss_name}'
+            losses[key] = pair.contrastive_term(
+                labeled, labeled_samples, student_feats_l[index],
+                student_outputs[index][1], teacher_outputs[index].feats,
+                maps, cutmix_mask)
+        return losses
+
+    def pseudo_label_losses(self, student_logits: List[Tensor],
+                            labels: List[Tensor],
+                            pseudos: List[PseudoLabels]) -> dict:
+        """The losses of the students' logits on the mixed strong view
+        against the mixed pseudo-labels (one entry per pair, in order); the
+        method's own step."""
         raise NotImplementedError
+
+    def teacher_statistics(self, teacher_outputs, valid: Tensor) -> dict:
+        """Extra logged statistics of the teachers' outputs (none here)."""
+        return {}
 
     def predict(self, inputs: Tensor,
                 data_samples: Optional[SampleList] = None) -> SampleList:
         return self.predict_model().predict(inputs, data_samples)
+
+    # ------------------------------------------------------ initialisation
+    def init_weights(self) -> None:
+        """Initialise, then make each teacher equal to its student.
+
+        mmengine initialises students and teachers independently (random
+        heads differ); the copy makes the first pseudo-labels come from the
+        network the student is.
+        """
+        super().init_weights()
+        for pair in self.pairs:
+            pair.copy_student_to_teacher()
 
     # ------------------------------------------------- checkpoint loading
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
@@ -256,14 +384,6 @@ class SemiBaseSegmentor(BaseModel):
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """No gradients, eval mode: how a teacher is held."""
-    module.eval()
-    for param in module.parameters():
-        param.requires_grad_(False)
-    return module
 
 
 def expand_plain_segmentor_state(state_dict: dict, prefix: str,
@@ -290,133 +410,6 @@ def expand_plain_segmentor_state(state_dict: dict, prefix: str,
 
 
 # ------------------------------------------------------------------ helpers
-def classifier_input_module(decode_head: nn.Module) -> nn.Module:
-    """The module whose input is the decoder feature before the classifier.
-
-    mmseg's ``BaseDecodeHead.cls_seg`` applies ``dropout`` (when set) and then
-    ``conv_seg``; the feature entering that step is the head's pixel
-    representation, whatever the head's architecture.
-    """
-    dropout = getattr(decode_head, 'dropout', None)
-    if isinstance(dropout, nn.Module):
-        return dropout
-    conv_seg = getattr(decode_head, 'conv_seg', None)
-    if isinstance(conv_seg, nn.Module):
-        return conv_seg
-    raise AttributeError(
-        f'{type(decode_head).__name__} exposes no decoder features: it has '
-        'neither `dropout` nor `conv_seg` (mmseg BaseDecodeHead.cls_seg), so '
-        'prototypes or a contrastive loss cannot be attached to it')
-
-
-@contextmanager
-def capture_classifier_input(decode_head: nn.Module) -> Iterator[list]:
-    """Record the decoder feature that enters the classifier.
-
-    Yields a list that holds, after the head's forward, the captured
-    (B, D, h, w) feature.
-    """
-    captured: list = []
-
-    def hook(module, args):
-        captured.append(args[0])
-
-    handle = classifier_input_module(decode_head).register_forward_pre_hook(
-        hook)
-    try:
-        yield captured
-    finally:
-        handle.remove()
-
-
-def decode_with_features(head: nn.Module,
-                         feats: List[Tensor]) -> Tuple[Tensor, Tensor]:
-    """Run a decode head; return its logits and its classifier input."""
-    with capture_classifier_input(head) as captured:
-        logits = head(feats)
-    if not captured:
-        raise RuntimeError(
-            f'{type(head).__name__}.forward did not call its classifier '
-            '(cls_seg); its decoder features cannot be captured')
-    return logits, captured[-1]
-
-
-def forward_logits(segmentor: nn.Module,
-                   inputs: Tensor,
-                   with_features: bool = False
-                   ) -> Tuple[Tensor, Optional[Tensor]]:
-    """Logits at input resolution, and optionally the decoder feature.
-
-    Unlike ``predict`` this keeps padding, flips and the network's input
-    size, so pseudo-labels line up pixel for pixel with the strong view.
-    """
-    feats = segmentor.extract_feat(inputs)
-    head = segmentor.decode_head
-    if with_features:
-        logits, features = decode_with_features(head, feats)
-    else:
-        logits, features = head(feats), None
-    logits = F.interpolate(
-        logits,
-        size=inputs.shape[2:],
-        mode='bilinear',
-        align_corners=getattr(head, 'align_corners', False))
-    return logits, features
-
-
-def segmentor_loss_with_features(
-        segmentor: nn.Module, inputs: Tensor,
-        data_samples: SampleList) -> Tuple[dict, Tensor, Tensor]:
-    """``EncoderDecoder.loss`` that also returns the decoder's outputs.
-
-    Returns the same losses (``decode.*``, ``aux*``), the decode head's raw
-    logits and the feature that entered its classifier, from one forward.
-    """
-    feats = segmentor.extract_feat(inputs)
-    head = segmentor.decode_head
-    seg_logits, features = decode_with_features(head, feats)
-    losses = add_prefix(head.loss_by_feat(seg_logits, data_samples), 'decode')
-    if getattr(segmentor, 'with_auxiliary_head', False):
-        losses.update(
-            segmentor._auxiliary_head_forward_train(feats, data_samples))
-    return losses, seg_logits, features
-
-
-def rectified_pseudo_labels(pseudo_labeler: nn.Module,
-                            rectifier: Optional[nn.Module], probs: Tensor,
-                            feats: Optional[Tensor], valid: Tensor,
-                            progress: Tuple[int, int],
-                            class_balance: Optional[nn.Module] = None,
-                            monitor: Optional[ClassShareMonitor] = None):
-    """Pseudo-label a teacher's softmax: rectify, align, select.
-
-    The rectifier judges the batch with prototypes from earlier batches and
-    is updated from the teacher's softmax, not the rectified one, so
-    prototypes never vote on the labels they produce. ``class_balance``
-    (e.g. ``DistributionAlignment``) then aligns the class distribution of
-    the probabilities that become the labels with the labeled data's:
-    aligning before the rectifier let its prototype weights shift the
-    classes again (on CCP 1/8 the rectified labels over-labelled two
-    classes 2.3-2.6x, docs/benchmarks/class_balance.md). ``rectified_ratio``
-    of the result is the fraction of valid pixels whose arg-max the
-    rectifier changed (None without a rectifier). ``monitor`` counts the
-    result's classes against the raw arg-max.
-    """
-    raw = probs
-    changed = None
-    if rectifier is not None:
-        probs, changed = rectifier(raw, feats, valid)
-        rectifier.update(feats, raw, valid)
-    if class_balance is not None:
-        probs = class_balance(probs, valid)
-    pseudo = pseudo_labeler(probs, valid, progress)
-    if rectifier is not None:
-        pseudo.rectified_ratio = changed
-    if monitor is not None:
-        monitor.update_pseudo(raw, pseudo)
-    return pseudo
-
-
 def prefixed_losses(losses: dict, prefix: str, weight: float) -> dict:
     """``losses`` with ``prefix`` on every key; loss terms scaled by weight
     (mmengine sums the keys containing 'loss'; statistics are kept)."""
@@ -435,38 +428,26 @@ def scale_if_loss(key: str, value, weight: float):
     return value * weight
 
 
-def valid_pixel_mask(data_samples: SampleList, height: int, width: int,
-                     device: torch.device) -> Tensor:
-    """bool (B, H, W): True inside each image, False on batch padding.
-
-    ``stack_batch`` pads at the bottom and right, so the image occupies
-    ``[0, img_h) x [0, img_w)`` of the padded batch.
-    """
-    sizes = torch.tensor([list(s.img_shape[:2]) for s in data_samples],
-                         device=device)
-    rows = torch.arange(height, device=device).view(1, height, 1)
-    cols = torch.arange(width, device=device).view(1, 1, width)
-    return (rows < sizes[:, 0].view(-1, 1, 1)) & \
-        (cols < sizes[:, 1].view(-1, 1, 1))
-
-
-def stack_gt_labels(data_samples: SampleList) -> Tensor:
-    """(B, H, W) int64 ground truth from padded ``gt_sem_seg``."""
-    return torch.stack([s.gt_sem_seg.data[0] for s in data_samples]).long()
+def pseudo_label_stats(pseudo: PseudoLabels, prefix: str) -> dict:
+    """Logged (not optimised) statistics of a pseudo-labelling step."""
+    valid = pseudo.valid.sum().clamp_min(1)
+    stats = {
+        f'{prefix}weight': pseudo.weight.detach(),
+        f'{prefix}reliable_ratio': pseudo.reliable.sum() / valid,
+        f'{prefix}threshold': pseudo.threshold.detach(),
+    }
+    if pseudo.alpha is not None:
+        stats[f'{prefix}alpha'] = torch.tensor(
+            float(pseudo.alpha), device=pseudo.weight.device)
+    if pseudo.rectified_ratio is not None:
+        stats[f'{prefix}rectified_ratio'] = pseudo.rectified_ratio
+    return stats
 
 
-def attach_pseudo_labels(data_samples: SampleList, labels: Tensor) -> None:
-    """Store pseudo-labels as ``gt_sem_seg`` (e.g. for visualisation)."""
-    for sample, label in zip(data_samples, labels):
-        sample.gt_sem_seg = PixelData(data=label.unsqueeze(0))
-
-
-def check_class_weight_length(class_weight: Optional[Tensor],
-                              segmentor: nn.Module, key: str) -> None:
-    """Raise ValueError unless ``class_weight`` has one entry per class."""
-    if class_weight is None:
-        return
-    num_classes = segmentor.decode_head.num_classes
-    if class_weight.numel() != num_classes:
-        raise ValueError(f'{key} has {class_weight.numel()} entries but the '
-                         f'segmentor predicts {num_classes} classes')
+def loss_weight(name: str, value) -> float:
+    """A loss weight must be a non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, Real) \
+            or not value >= 0:
+        raise ValueError(
+            f'{name} must be a non-negative number, got {value!r}')
+    return float(value)

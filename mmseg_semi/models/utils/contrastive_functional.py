@@ -302,6 +302,33 @@ def gather_pixels(feats: Tensor, pixel_index: Tensor) -> Tensor:
                      pixel_index % pixels_per_image]
 
 
+def resize_pixel_maps(size: torch.Size, labels: Tensor, probs: Tensor,
+                      unreliable: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Bring labels, probabilities and the unreliable mask to ``size``.
+
+    Nearest for labels and masks (a label is never averaged into another
+    class), bilinear for probabilities; inputs already at ``size`` are
+    returned unchanged (probabilities as float32). Every sample is resized
+    on its own, so resizing parts of a batch and concatenating them gives
+    the same tensors as resizing the concatenation (callers do that to
+    avoid concatenating full-resolution probabilities).
+    """
+    probs = probs.float()
+    if labels.shape[1:] != size:
+        # float32 represents every label value exactly (< 2**24).
+        labels = F.interpolate(
+            labels.unsqueeze(1).float(), size=size,
+            mode='nearest').squeeze(1).long()
+    if unreliable.shape[1:] != size:
+        unreliable = F.interpolate(
+            unreliable.unsqueeze(1).float(), size=size,
+            mode='nearest').squeeze(1) > 0.5
+    if probs.shape[2:] != size:
+        probs = F.interpolate(
+            probs, size=size, mode='bilinear', align_corners=False)
+    return labels, probs, unreliable
+
+
 def _classes_by_pixels(per_class_map: Tensor) -> Tensor:
     """(B, C, h, w) -> (C, B * h * w) in the module's pixel order."""
     return per_class_map.transpose(0, 1).reshape(per_class_map.shape[1], -1)

@@ -10,6 +10,7 @@ import math
 from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # UniMatch / U2PL-style CutMix: the box covers 2% to 40% of the image and
@@ -133,6 +134,15 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     return (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
 
 
+def resize_mask(mask: Tensor, size) -> Tensor:
+    """Nearest resize of a (B, H, W) bool mask (e.g. a CutMix box mask to
+    a feature map's size)."""
+    if tuple(mask.shape[1:]) == tuple(size):
+        return mask
+    return F.interpolate(
+        mask[:, None].float(), size=tuple(size), mode='nearest')[:, 0] > 0.5
+
+
 def paste_from(target: Tensor, source_index: Tensor, mask: Tensor) -> Tensor:
     """Replace masked pixels of each sample by those of another sample.
 
@@ -245,3 +255,20 @@ def drop_unmixed_boxes(boxes: Tensor, prob: float,
     mixed = draw_uniforms((boxes.shape[0], ), generator,
                           boxes.device) < prob
     return boxes * mixed.unsqueeze(1)
+
+
+def mix_with_box_mask(cutmix: Optional[dict], strong: Tensor,
+                      *pixel_maps: Tensor
+                      ) -> Tuple[Tensor, Tuple[Tensor, ...],
+                                 Optional[Tuple[Tensor, Tensor]]]:
+    """CutMix the strong view and its per-pixel maps with one set of boxes.
+
+    ``cutmix`` holds :func:`cutmix_batch`'s options. Returns the mixed
+    image, the mixed maps, and ``(box_mask, perm)`` to move maps at another
+    resolution (e.g. representations) the same way; without CutMix
+    (``cutmix=None``) the inputs and None.
+    """
+    if cutmix is None:
+        return strong, pixel_maps, None
+    strong, maps, boxes, perm = cutmix_batch(strong, *pixel_maps, **cutmix)
+    return strong, maps, (boxes_to_mask(boxes, *strong.shape[2:]), perm)

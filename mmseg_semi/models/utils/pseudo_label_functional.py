@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...utils.compat import class_weighted_avg_factor
-
 
 def pixel_entropy(probs: Tensor, dim: int = 1, eps: float = 1e-10) -> Tensor:
     """Per-pixel Shannon entropy of class probabilities (U2PL Eq. 5).
@@ -257,3 +255,12 @@ def _check_unit_interval(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, Real) \
             or not 0 <= value <= 1:
         raise ValueError(f'{name} must be a number in [0, 1], got {value!r}')
+
+
+def class_weighted_avg_factor(label: Tensor, class_weight: Tensor,
+                              ignore_index: int) -> Tensor:
+    """Sum of ``class_weight[label]`` over the pixels not ignored: the
+    normaliser of PyTorch's class-weighted mean cross-entropy."""
+    valid = label != ignore_index
+    safe_label = torch.where(valid, label, torch.zeros_like(label))
+    return (class_weight[safe_label] * valid).sum()

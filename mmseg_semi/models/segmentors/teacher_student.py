@@ -1,0 +1,292 @@
+"""One student, its EMA teacher, and the components that act on the
+teacher's outputs (not registered; the segmentors hold one or two)."""
+import copy
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from mmseg.registry import MODELS
+from mmseg.utils import SampleList
+from ..pseudo_labelers import PseudoLabels
+from ..utils.class_share_monitor import ClassShareMonitor
+from ..utils.contrastive_functional import resize_pixel_maps
+from ..utils.cutmix import paste_from, resize_mask
+from ..utils.model_noise import apply_model_noise
+from ..utils.segmentor_forward import (classifier_in_channels,
+                                       classifier_input_module,
+                                       forward_logits, freeze,
+                                       rectified_pseudo_labels,
+                                       segmentor_loss_with_features,
+                                       stack_gt_labels)
+
+#: Attribute of each of a pair's modules in its segmentor, by role; ``{}``
+#: is the pair's suffix ('' for a mean teacher, '1'/'2' for RML). The
+#: segmentor registers the modules under these names, so checkpoints keep
+#: the keys users' checkpoints and mmseg's tools know (``teacher.*``,
+#: ``student1.*``, ``rectifier2.*``...). Groups are registered group by
+#: group over the pairs (see :meth:`SemiBaseSegmentor.register_pairs`).
+ROLE_GROUPS = (
+    (('teacher', 'teacher{}'), ('student', 'student{}')),
+    (('rectifier', 'rectifier{}'), ),
+    (('class_balance', 'class_balance{}'),
+     ('class_monitor', 'class_monitor{}')),
+    (('teacher_rep_head', 'teacher{}_rep_head'),
+     ('student_rep_head', 'student{}_rep_head'),
+     ('contrastive_loss', 'contrastive_loss{}')),
+)
+
+
+class TeacherOutput(NamedTuple):
+    """A teacher's step on the weak view."""
+    #: float32 (B, C, H, W) raw softmax.
+    probs: Tensor
+    #: The labeler's result on the rectified, aligned softmax.
+    pseudo: PseudoLabels
+    #: (B, D, h, w) decoder feature when asked for, else None.
+    feats: Optional[Tensor]
+
+
+class TeacherStudent:
+    """A student segmentor, its EMA teacher and their components.
+
+    Owns building the pair (the student from any mmseg segmentor config,
+    optional model noise, the teacher as a frozen copy), and the components
+    whose sizes come from the student: a prototype rectifier
+    (``num_classes``, ``feat_channels``), a class-balance component and a
+    class-share monitor (``num_classes``), U2PL's representation heads
+    (``in_channels``) and contrastive loss (``num_classes``). A config may
+    give these values; they must then equal the student's.
+
+    Its steps are the ones both segmentors need: :meth:`supervised_loss`,
+    :meth:`pseudo_label` (the teacher step), :meth:`student_logits` and
+    :meth:`contrastive_term`. It is not an ``nn.Module``: the segmentor
+    registers the modules under its own attribute names (``ROLE_GROUPS``).
+
+    Args:
+        segmentor: Config of the student (any mmseg ``EncoderDecoder``).
+        pseudo_labeler: The (stateless, shared) pseudo-labeler module.
+        name: Suffix of the pair's attribute names and log keys.
+        noise: Optional ``apply_model_noise`` arguments (RML's noisy
+            students); the teacher is copied after the noise is added.
+        rectifier: Optional ``PrototypeRectifier`` config.
+        class_balance: Optional class-balance config
+            (``DistributionAlignment``).
+        rep_head: Optional ``RepresentationHead`` config (U2PL).
+        contrastive_loss: Optional ``U2PLContrastiveLoss`` config; goes with
+            ``rep_head``.
+    """
+
+    def __init__(self,
+                 segmentor: dict,
+                 pseudo_labeler: nn.Module,
+                 name: str = '',
+                 noise: Optional[dict] = None) -> None:
+        self.name = name
+        self.pseudo_labeler = pseudo_labeler
+        self.student = MODELS.build(segmentor)
+        if noise is not None:
+            apply_model_noise(self.student, **noise)
+        self.teacher = freeze(copy.deepcopy(self.student))
+        self.rectifier = self.class_balance = self.class_monitor = None
+        self.teacher_rep_head = self.student_rep_head = None
+        self.contrastive_loss = None
+
+    def build_components(self,
+                         rectifier: Optional[dict] = None,
+                         class_balance: Optional[dict] = None,
+                         rep_head: Optional[dict] = None,
+                         contrastive_loss: Optional[dict] = None) -> None:
+        """Build the components, sized from the student (separate from
+        ``__init__`` so the segmentor builds every network first)."""
+        head = self.student.decode_head
+        num_classes = head.num_classes
+        ignore_index = self.pseudo_labeler.ignore_index
+        student = f'student{self.name}'
+        if rectifier is not None:
+            rectifier = derived_cfg(
+                rectifier, 'rectifier', student, num_classes=num_classes,
+                feat_channels=classifier_in_channels(head))
+            self.rectifier = MODELS.build(
+                dict(dict(align_corners=head.align_corners,
+                          ignore_index=ignore_index), **rectifier))
+        if class_balance is not None:
+            self.class_balance = MODELS.build(
+                derived_cfg(class_balance, 'class_balance', student,
+                            num_classes=num_classes))
+        self.class_monitor = ClassShareMonitor(num_classes, ignore_index)
+        if (rep_head is None) != (contrastive_loss is None):
+            raise ValueError(
+                'rep_head and contrastive_loss go together (U2PL): got '
+                f'rep_head={rep_head!r}, '
+                f'contrastive_loss={contrastive_loss!r}')
+        if rep_head is not None:
+            # The head runs on the classifier input: fail at build time if
+            # the decode head does not expose it.
+            classifier_input_module(head)
+            self.student_rep_head = MODELS.build(
+                derived_cfg(rep_head, 'rep_head', student,
+                            in_channels=classifier_in_channels(head)))
+            self.teacher_rep_head = freeze(
+                copy.deepcopy(self.student_rep_head))
+            self.contrastive_loss = MODELS.build(
+                derived_cfg(contrastive_loss, 'contrastive_loss', student,
+                            num_classes=num_classes))
+
+    # ------------------------------------------------------------ structure
+    @property
+    def with_contrastive(self) -> bool:
+        return self.contrastive_loss is not None
+
+    def modules_by_attribute(self) -> Dict[str, Optional[nn.Module]]:
+        """The pair's modules by their attribute name in the segmentor."""
+        return {
+            pattern.format(self.name): getattr(self, role)
+            for group in ROLE_GROUPS for role, pattern in group
+        }
+
+    def ema_pairs(self):
+        """(teacher, student) modules that the EMA hook averages."""
+        pairs = [(self.teacher, self.student)]
+        if self.with_contrastive:
+            pairs.append((self.teacher_rep_head, self.student_rep_head))
+        return pairs
+
+    @torch.no_grad()
+    def copy_student_to_teacher(self) -> None:
+        """Make the teacher (and its representation head) the student."""
+        for teacher, student in self.ema_pairs():
+            teacher.load_state_dict(student.state_dict())
+
+    # ---------------------------------------------------------------- steps
+    def supervised_loss(self, inputs: Tensor, data_samples: SampleList
+                        ) -> Tuple[dict, Optional[Tensor]]:
+        """The student's mmseg losses on the labeled batch, and its decoder
+        feature when the contrastive term needs it (same forward)."""
+        if not self.with_contrastive:
+            return self.student.loss(inputs, data_samples), None
+        losses, _, feats = segmentor_loss_with_features(
+            self.student, inputs, data_samples)
+        return losses, feats
+
+    @torch.no_grad()
+    def pseudo_label(self,
+                     weak: Tensor,
+                     valid: Tensor,
+                     progress: Tuple[int, int],
+                     update_state: bool = True) -> TeacherOutput:
+        """The teacher step: the teacher's softmax on the weak view,
+        rectified, aligned and turned into pseudo-labels
+        (:func:`rectified_pseudo_labels`).
+
+        ``update_state=False`` (analysis tools) works on throw-away copies
+        of the rectifier and the class-balance component and counts
+        nothing, so the model's state is left as it was.
+        """
+        rectifier, class_balance, monitor = (self.rectifier,
+                                             self.class_balance,
+                                             self.class_monitor)
+        if not update_state:
+            rectifier, class_balance = copy.deepcopy(
+                (rectifier, class_balance))
+            monitor = None
+        need_feats = self.with_contrastive or rectifier is not None
+        logits, feats = forward_logits(self.teacher, weak, need_feats)
+        probs = logits.float().softmax(dim=1)
+        pseudo = rectified_pseudo_labels(self.pseudo_labeler, rectifier,
+                                         probs, feats, valid, progress,
+                                         class_balance, monitor)
+        return TeacherOutput(probs, pseudo, feats)
+
+    def student_logits(self, strong: Tensor
+                       ) -> Tuple[Tensor, Optional[Tensor]]:
+        """The student's logits on the strong view (input resolution) and,
+        for the contrastive term, its decoder feature."""
+        return forward_logits(self.student, strong, self.with_contrastive)
+
+    @torch.no_grad()
+    def teacher_on_labeled(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
+        """The teacher's softmax and decoder feature on the labeled batch
+        (U2PL's labeled positives and negatives come from the teacher)."""
+        logits, feats = forward_logits(self.teacher, inputs,
+                                       with_features=True)
+        return logits.float().softmax(dim=1), feats
+
+    def contrastive_term(self, labeled_inputs: Tensor,
+                         labeled_samples: SampleList, student_feat_l: Tensor,
+                         student_feat_u: Tensor, teacher_feat_u: Tensor,
+                         mixed_maps: Tuple[Tensor, Tensor, Tensor],
+                         cutmix_mask: Optional[Tuple[Tensor, Tensor]]
+                         ) -> Tensor:
+        """U2PL's pixel contrastive loss of the student (Sec. 3.3).
+
+        Anchors are the student's representations of the labeled batch and
+        of the (mixed) strong view; positives and the negatives pushed into
+        the loss's memory bank come from the teacher's representations of
+        the labeled batch (a teacher forward here) and of the weak view. The
+        teacher saw the weak view unmixed, so its representations are moved
+        with the CutMix boxes of the strong view (``cutmix_mask``:
+        ``(box_mask, perm)``), at representation resolution.
+
+        Args:
+            labeled_inputs, labeled_samples: The labeled batch.
+            student_feat_l: Student decoder feature on the labeled batch.
+            student_feat_u: Student decoder feature on the mixed strong
+                view.
+            teacher_feat_u: Teacher decoder feature on the weak view.
+            mixed_maps: The teacher's mixed ``(labels, unreliable, probs)``
+                on the strong view (Eq. 15's negatives come from the
+                unreliable pixels).
+            cutmix_mask: ``(box_mask, perm)`` of the CutMix step, or None.
+        """
+        labels_u, unreliable_u, probs_u = mixed_maps
+        probs_l, teacher_feat_l = self.teacher_on_labeled(labeled_inputs)
+        with torch.no_grad():
+            teacher_rep_l = self.teacher_rep_head(teacher_feat_l)
+            teacher_rep_u = self.teacher_rep_head(teacher_feat_u)
+            if cutmix_mask is not None:
+                box_mask, perm = cutmix_mask
+                teacher_rep_u = paste_from(
+                    teacher_rep_u, perm,
+                    resize_mask(box_mask, teacher_rep_u.shape[2:]))
+        if student_feat_l.shape[2:] != student_feat_u.shape[2:]:
+            raise ValueError(
+                'U2PL needs labeled and unlabeled crops of one size: decoder '
+                f'features are {tuple(student_feat_l.shape[2:])} (labeled) '
+                f'and {tuple(student_feat_u.shape[2:])} (unlabeled)')
+        student_rep = self.student_rep_head(
+            torch.cat([student_feat_l, student_feat_u]))
+        teacher_rep = torch.cat([teacher_rep_l, teacher_rep_u])
+        gt_labels = stack_gt_labels(labeled_samples)
+        num_l, num_u = gt_labels.shape[0], labels_u.shape[0]
+        # Each half is brought to the representation size before it is
+        # joined, so the full-resolution probabilities are never copied.
+        size = student_rep.shape[2:]
+        labels_l, probs_l, unreliable_l = resize_pixel_maps(
+            size, gt_labels, probs_l,
+            # Ground truth is never unreliable.
+            torch.zeros_like(gt_labels, dtype=torch.bool))
+        labels_u, probs_u, unreliable_u = resize_pixel_maps(
+            size, labels_u, probs_u, unreliable_u)
+        return self.contrastive_loss(
+            student_reps=student_rep,
+            teacher_reps=teacher_rep,
+            labels=torch.cat([labels_l, labels_u]),
+            teacher_probs=torch.cat([probs_l, probs_u]),
+            unreliable=torch.cat([unreliable_l, unreliable_u]),
+            is_labeled=torch.arange(num_l + num_u, device=labels_u.device) <
+            num_l)
+
+
+def derived_cfg(cfg: dict, key: str, student: str, **derived) -> dict:
+    """``cfg`` with the values read from the student filled in; a value the
+    config gives must equal the student's (named ``student`` in errors)."""
+    cfg = dict(cfg)
+    for name, value in derived.items():
+        given = cfg.setdefault(name, value)
+        if given != value:
+            raise ValueError(
+                f'{key} {name}={given!r} does not match {student}, whose '
+                f'value is {value!r}; leave {name} out of {key} to read it '
+                'from each student')
+    return cfg
