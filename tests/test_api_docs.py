@@ -88,7 +88,7 @@ def test_pages_follow_the_package_layout():
     assert pages['ClassMemoryBank'] == 'memory_banks'
     assert pages['EMATeacherHook'] == 'hooks'
     assert pages['TeacherStudentValLoop'] == 'loops'
-    assert pages['RandomGrayscale'] == 'transforms'
+    assert pages['RandomColorJitter'] == 'transforms'
     assert pages['CamVidDataset'] == 'datasets'
     # A module in a package the table does not know gets its package's page.
     assert gen.page_of('mmseg_semi.models.necks.my_neck') == 'necks'

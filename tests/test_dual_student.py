@@ -724,7 +724,8 @@ test_pipeline = [dict(type='LoadImageFromFile'),
 unlabeled_pipeline = [dict(type='LoadImageFromFile')] + geometry + [
     dict(type='MultiBranch', branches=dict(
         weak=[dict(type='PackSegInputs')],
-        strong=[dict(type='RandomColorJitter', prob=0.8),
+        strong=[dict(type='RandomApply', prob=0.8,
+                     transforms=[dict(type='RandomColorJitter')]),
                 dict(type='PackSegInputs')]))]
 loader = dict(batch_size=2, num_workers=0, persistent_workers=False)
 train_dataloader = dict(

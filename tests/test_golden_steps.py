@@ -2,10 +2,14 @@
 seeds, three steps on real CamVid crops, reproduce the losses and gradient
 norms recorded in ``tests/data/golden_steps.json``.
 
-The file was recorded before the segmentors were restructured (issue 14);
-a refactoring that changes what a step computes fails here. Record anew
-only for an intended change of the training step, and say why in the
-commit::
+The file was recorded before the segmentors were restructured (issue 14)
+and the restructuring reproduced it; a refactoring that changes what a step
+computes fails here. It was recorded anew once since, for an intended data
+change: the strong view's probability gates and greyscale became mmcv's
+``RandomApply`` and ``RandomGrayscale`` (which draws from Python's
+``random``, so the numpy draws of the later crops moved; step 1, the
+supervised-only step, was unchanged). Record anew only for an intended
+change of the training step, and say why in the commit::
 
     python tests/test_golden_steps.py --record
 """

@@ -11,7 +11,7 @@ import mmseg_semi  # noqa: F401
 COMPONENTS = {
     DATASETS: ['CamVidDataset', 'CCPDataset'],
     TRANSFORMS: [
-        'MultiBranch', 'RandomColorJitter', 'RandomGrayscale',
+        'MultiBranch', 'RandomColorJitter',
         'RandomGaussianBlur', 'RandAugmentPhotometric',
         'LoadCheckedAnnotations'
     ],

@@ -9,8 +9,7 @@ from mmseg.registry import TRANSFORMS
 from mmseg_semi.datasets.transforms import (PHOTOMETRIC_OPS, MultiBranch,
                                             RandAugmentPhotometric,
                                             RandomColorJitter,
-                                            RandomGaussianBlur,
-                                            RandomGrayscale)
+                                            RandomGaussianBlur)
 from mmseg_semi.datasets.transforms.random_gaussian_blur import \
     blur_kernel_size
 
@@ -22,7 +21,10 @@ GEOMETRY = [
     dict(type='RandomFlip', prob=0.5),
 ]
 PACK = dict(type='PackSegInputs')
-GRAY_STRONG = [dict(type='RandomGrayscale', prob=1.0), PACK]
+#: mmcv's RandomGrayscale as the configs use it (BGR luma, 3 channels).
+GRAY = dict(type='RandomGrayscale', prob=1.0, keep_channels=True,
+            channel_weights=(0.114, 0.587, 0.299))
+GRAY_STRONG = [GRAY, PACK]
 SHARED_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'scale_factor',
                     'flip', 'flip_direction')
 
@@ -95,7 +97,7 @@ def test_identity_strong_branch_matches_weak_pixels(tmp_path):
 
 def test_labeled_views_keep_identical_ground_truth(tmp_path):
     pipeline = branch_pipeline(
-        [dict(type='RandomColorJitter', prob=1.0), PACK],
+        [dict(type='RandomColorJitter'), PACK],
         load=('LoadImageFromFile', 'LoadAnnotations'))
     flips = set()
     # Seeds 0 and 1 give an unflipped and a flipped sample.
@@ -119,8 +121,8 @@ def test_labeled_views_keep_identical_ground_truth(tmp_path):
 
 def test_pipeline_is_deterministic_under_numpy_seed(tmp_path):
     strong = [
-        dict(type='RandomColorJitter', prob=1.0),
-        dict(type='RandomGaussianBlur', prob=1.0),
+        dict(type='RandomColorJitter'),
+        dict(type='RandomGaussianBlur'),
         dict(type='RandAugmentPhotometric'), PACK
     ]
 
@@ -186,24 +188,26 @@ def apply(transform, img):
     return transform(dict(img=img))['img']
 
 
-def test_grayscale_uses_luma_and_equal_channels():
+def test_configs_grayscale_is_luma_on_three_equal_channels():
+    """mmcv's RandomGrayscale as the strong views use it: ITU-R 601 luma of
+    the BGR image (0.299 R + 0.587 G + 0.114 B, truncated), 3 channels."""
     img = np.array([[[0, 0, 255], [255, 0, 0], [10, 200, 30]]], np.uint8)
-    gray = apply(RandomGrayscale(prob=1.0), img)
-    # 0.299 R + 0.587 G + 0.114 B, rounded.
-    assert gray[..., 0].tolist() == [[76, 29, 128]]
+    gray = apply(TRANSFORMS.build(GRAY), img)
+    assert gray.shape == img.shape
+    assert gray[..., 0].tolist() == [[76, 29, 127]]
     assert (gray == gray[..., :1]).all()
 
 
 def test_color_jitter_single_ops_by_hand():
     brightness = RandomColorJitter(
-        brightness=(0.5, 0.5), contrast=0, saturation=0, hue=0, prob=1.0)
+        brightness=(0.5, 0.5), contrast=0, saturation=0, hue=0)
     assert (apply(brightness, constant_image(100)) == 50).all()
     contrast = RandomColorJitter(
-        brightness=0, contrast=(0.0, 0.0), saturation=0, hue=0, prob=1.0)
+        brightness=0, contrast=(0.0, 0.0), saturation=0, hue=0)
     two_levels = np.concatenate([constant_image(40), constant_image(80)])
     assert (apply(contrast, two_levels) == 60).all()
     saturation = RandomColorJitter(
-        brightness=0, contrast=0, saturation=(0.0, 0.0), hue=0, prob=1.0)
+        brightness=0, contrast=0, saturation=(0.0, 0.0), hue=0)
     desaturated = apply(saturation, random_image(4, 5))
     assert (desaturated == desaturated[..., :1]).all()
 
@@ -213,7 +217,7 @@ def test_hue_half_turn_maps_red_to_cyan(shift):
     red = np.zeros((2, 2, 3), np.uint8)
     red[..., 2] = 255
     hue = RandomColorJitter(
-        brightness=0, contrast=0, saturation=0, hue=(shift, shift), prob=1.0)
+        brightness=0, contrast=0, saturation=0, hue=(shift, shift))
     # OpenCV's 8-bit hue is quantised, so cyan is reached within 1.5%.
     cyan = apply(hue, red).astype(int)
     assert (np.abs(cyan - [255, 255, 0]) <= 4).all()
@@ -221,7 +225,7 @@ def test_hue_half_turn_maps_red_to_cyan(shift):
 
 def test_color_jitter_factors_stay_in_range():
     jitter = RandomColorJitter(
-        brightness=0.5, contrast=0, saturation=0, hue=0, prob=1.0)
+        brightness=0.5, contrast=0, saturation=0, hue=0)
     np.random.seed(0)
     values = {int(apply(jitter, constant_image(100))[0, 0, 0])
               for _ in range(50)}
@@ -232,13 +236,13 @@ def test_gaussian_blur_matches_opencv_and_keeps_constants():
     assert blur_kernel_size(0.1) == 3 and blur_kernel_size(2.0) == 13
     impulse = np.zeros((15, 15, 3), np.uint8)
     impulse[7, 7] = 255
-    blurred = apply(RandomGaussianBlur((1.0, 1.0), prob=1.0), impulse)
+    blurred = apply(RandomGaussianBlur((1.0, 1.0)), impulse)
     expected = cv2.GaussianBlur(impulse, (7, 7), 1.0,
                                 borderType=cv2.BORDER_REFLECT_101)
     assert np.array_equal(blurred, expected)
     assert 0 < blurred[7, 7, 0] < 255 and blurred[7, 8, 0] > 0
     assert np.array_equal(blurred[:, ::-1], blurred)  # symmetric spread
-    flat = apply(RandomGaussianBlur(prob=1.0), constant_image(90, 9, 9))
+    flat = apply(RandomGaussianBlur(), constant_image(90, 9, 9))
     assert (flat == 90).all()
 
 
@@ -276,11 +280,9 @@ def test_rand_augment_rejects_unknown_ops():
 
 
 ALL_PHOTOMETRIC = [
-    lambda prob: RandomColorJitter(prob=prob),
-    lambda prob: RandomGrayscale(prob=prob),
-    lambda prob: RandomGaussianBlur(prob=prob),
-    lambda prob: RandAugmentPhotometric(num_ops=len(PHOTOMETRIC_OPS),
-                                        prob=prob),
+    RandomColorJitter,
+    RandomGaussianBlur,
+    lambda: RandAugmentPhotometric(num_ops=len(PHOTOMETRIC_OPS)),
 ]
 
 
@@ -289,21 +291,18 @@ def test_photometric_ops_keep_shape_dtype_and_masks(make):
     np.random.seed(0)
     img = random_image(12, 10)
     mask = np.arange(120, dtype=np.uint8).reshape(12, 10)
-    results = make(1.0)(dict(img=img.copy(), gt_seg_map=mask.copy(),
-                             seg_fields=['gt_seg_map'], img_shape=(12, 10)))
+    results = make()(dict(img=img.copy(), gt_seg_map=mask.copy(),
+                          seg_fields=['gt_seg_map'], img_shape=(12, 10)))
     assert results['img'].shape == img.shape
     assert results['img'].dtype == np.uint8
     assert not np.array_equal(results['img'], img)
     assert np.array_equal(results['gt_seg_map'], mask)
     assert results['img_shape'] == (12, 10)
-    assert np.array_equal(apply(make(0.0), img.copy()), img)
 
 
 @pytest.mark.parametrize('make', ALL_PHOTOMETRIC)
 def test_photometric_ops_reject_bad_images(make):
     with pytest.raises(KeyError, match="'img'"):
-        make(1.0)(dict(img_shape=(4, 4)))
+        make()(dict(img_shape=(4, 4)))
     with pytest.raises(ValueError, match='uint8'):
-        make(1.0)(dict(img=np.zeros((4, 4, 3), np.float32)))
-    with pytest.raises(ValueError, match='prob'):
-        make(1.5)
+        make()(dict(img=np.zeros((4, 4, 3), np.float32)))

@@ -283,7 +283,8 @@ pipeline = [
         branches=dict(
             weak=[dict(type='PackSegInputs')],
             strong=[
-                dict(type='RandomColorJitter', prob=0.8),
+                dict(type='RandomApply', prob=0.8,
+                     transforms=[dict(type='RandomColorJitter')]),
                 dict(type='PackSegInputs'),
             ])),
 ]
@@ -293,16 +294,15 @@ strong = [dict(type='RandAugmentPhotometric', num_ops=2),
           dict(type='PackSegInputs')]
 """,
     'RandomColorJitter': """\
-strong = [dict(type='RandomColorJitter', brightness=0.5, hue=0.25,
-               prob=0.8),
+strong = [dict(type='RandomApply', prob=0.8,
+               transforms=[dict(type='RandomColorJitter', brightness=0.5,
+                                hue=0.25)]),
           dict(type='PackSegInputs')]
 """,
     'RandomGaussianBlur': """\
-strong = [dict(type='RandomGaussianBlur', sigma_range=(0.1, 2.0), prob=0.5),
-          dict(type='PackSegInputs')]
-""",
-    'RandomGrayscale': """\
-strong = [dict(type='RandomGrayscale', prob=0.2),
+strong = [dict(type='RandomApply', prob=0.5,
+               transforms=[dict(type='RandomGaussianBlur',
+                                sigma_range=(0.1, 2.0))]),
           dict(type='PackSegInputs')]
 """,
     'CamVidDataset': """\

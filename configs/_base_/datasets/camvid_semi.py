@@ -1,7 +1,7 @@
 # CamVid for semi-supervised training: the labeled split of camvid.py plus
 # an unlabeled split (no masks needed) yielding a weak and a strong view of
 # each image with the same geometry.
-_base_ = ['./camvid.py']
+_base_ = ['./camvid.py', './strong_view.py']
 unlabeled_split = '{{ fileDirname }}/../../../splits/camvid/1-8_seed0/unlabeled.txt'
 unlabeled_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -17,12 +17,7 @@ unlabeled_pipeline = [
         type='MultiBranch',
         branches=dict(
             weak=[dict(type='PackSegInputs')],
-            strong=[
-                dict(type='RandomColorJitter', prob=0.8),
-                dict(type='RandomGrayscale', prob=0.2),
-                dict(type='RandomGaussianBlur', prob=0.5),
-                dict(type='PackSegInputs'),
-            ])),
+            strong={{_base_.strong_view}})),
 ]
 unlabeled_dataloader = dict(
     batch_size=4,

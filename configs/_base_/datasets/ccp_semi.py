@@ -1,7 +1,7 @@
 # CCP for semi-supervised training: the labeled split of ccp.py plus the
 # other training photos as unlabeled data (no masks read), each yielding a
 # weak and a strong view with the same geometry (as camvid_semi.py).
-_base_ = ['./ccp.py']
+_base_ = ['./ccp.py', './strong_view.py']
 unlabeled_split = 'splits/unlabeled_1of8.txt'
 unlabeled_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -16,12 +16,7 @@ unlabeled_pipeline = [
         type='MultiBranch',
         branches=dict(
             weak=[dict(type='PackSegInputs')],
-            strong=[
-                dict(type='RandomColorJitter', prob=0.8),
-                dict(type='RandomGrayscale', prob=0.2),
-                dict(type='RandomGaussianBlur', prob=0.5),
-                dict(type='PackSegInputs'),
-            ])),
+            strong={{_base_.strong_view}})),
 ]
 unlabeled_dataloader = dict(
     batch_size=4,

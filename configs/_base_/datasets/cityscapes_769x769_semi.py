@@ -16,7 +16,10 @@
 # (no masks needed) yields a weak and a strong view of each image with the
 # same geometry. mean_teacher configs pass `unlabeled_dataloader` to
 # SemiIterBasedTrainLoop; supervised ones ignore it.
-_base_ = ['mmseg::_base_/datasets/cityscapes_769x769.py']
+_base_ = [
+    'mmseg::_base_/datasets/cityscapes_769x769.py',
+    './strong_view.py'
+]
 data_root = '{{$MMSEG_SEMI_CITYSCAPES_ROOT:data/cityscapes}}'
 crop_size = (769, 769)
 split_dir = 'splits/cityscapes/1-16_seed0'
@@ -34,12 +37,7 @@ unlabeled_pipeline = [
         type='MultiBranch',
         branches=dict(
             weak=[dict(type='PackSegInputs')],
-            strong=[
-                dict(type='RandomColorJitter', prob=0.8),
-                dict(type='RandomGrayscale', prob=0.2),
-                dict(type='RandomGaussianBlur', prob=0.5),
-                dict(type='PackSegInputs'),
-            ])),
+            strong={{_base_.strong_view}})),
 ]
 train_dataloader = dict(
     batch_size=2,

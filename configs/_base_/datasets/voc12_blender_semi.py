@@ -20,7 +20,10 @@
 # unlabeled set (no masks needed) yields a weak and a strong view of each
 # image with the same geometry. mean_teacher configs pass
 # `unlabeled_dataloader` to SemiIterBasedTrainLoop; supervised ones ignore it.
-_base_ = ['mmseg::_base_/datasets/pascal_voc12.py']
+_base_ = [
+    'mmseg::_base_/datasets/pascal_voc12.py',
+    './strong_view.py'
+]
 data_root = '{{$MMSEG_SEMI_VOC_ROOT:data/VOCdevkit/VOC2012}}'
 crop_size = (513, 513)
 split_dir = 'splits/voc-blender/1-16_seed0'
@@ -51,12 +54,7 @@ unlabeled_pipeline = [
         type='MultiBranch',
         branches=dict(
             weak=[dict(type='PackSegInputs')],
-            strong=[
-                dict(type='RandomColorJitter', prob=0.8),
-                dict(type='RandomGrayscale', prob=0.2),
-                dict(type='RandomGaussianBlur', prob=0.5),
-                dict(type='PackSegInputs'),
-            ])),
+            strong={{_base_.strong_view}})),
 ]
 train_dataloader = dict(
     batch_size=2,

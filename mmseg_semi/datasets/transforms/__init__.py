@@ -5,10 +5,9 @@ from .multi_branch import MultiBranch
 from .rand_augment_photometric import PHOTOMETRIC_OPS, RandAugmentPhotometric
 from .random_color_jitter import RandomColorJitter
 from .random_gaussian_blur import RandomGaussianBlur
-from .random_grayscale import RandomGrayscale
 
 __all__ = [
     'BasePhotometricTransform', 'LoadCheckedAnnotations', 'MultiBranch',
     'PHOTOMETRIC_OPS', 'RandAugmentPhotometric', 'RandomColorJitter',
-    'RandomGaussianBlur', 'RandomGrayscale'
+    'RandomGaussianBlur'
 ]

@@ -9,21 +9,6 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 
-def check_probability(prob, name='prob'):
-    """Return ``prob`` as a float after checking it lies in [0, 1].
-
-    Args:
-        prob (float): The probability to check.
-        name (str): Argument name used in the error message.
-
-    Returns:
-        float: ``prob`` converted to float.
-    """
-    if not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
-        raise ValueError(f'{name} must be a number in [0, 1], got {prob!r}')
-    return float(prob)
-
-
 def check_bgr_uint8_image(results, transform_name):
     """Fetch ``results['img']`` and check it is an HxWx3 uint8 array.
 
@@ -53,38 +38,28 @@ class BasePhotometricTransform(BaseTransform):
     Subclasses implement :meth:`augment`, which maps an HxWx3 uint8 BGR image
     to a new image of the same shape (any dtype; the result is rounded,
     clipped and cast back to uint8 here). Randomness must come from numpy's
-    global RNG so mmengine's seeding makes the pipeline reproducible.
-
-    Args:
-        prob (float): Probability of applying the augmentation.
+    global RNG so mmengine's seeding makes the pipeline reproducible. To
+    apply one with a probability, wrap it in mmcv's ``RandomApply``
+    (``dict(type='RandomApply', transforms=[...], prob=0.8)``).
     """
-
-    def __init__(self, prob=1.0):
-        self.prob = check_probability(prob)
 
     def augment(self, img):
         """Return the augmented copy of ``img`` (HxWx3 uint8 BGR)."""
         raise NotImplementedError
 
     def transform(self, results):
-        """Augment ``results['img']`` with probability ``prob``.
+        """Augment ``results['img']``.
 
         Args:
             results (dict): Pipeline results holding 'img'.
 
         Returns:
-            dict: ``results`` with a possibly augmented 'img'; all other
-            entries (shapes, masks, metainfo) are left as they are.
+            dict: ``results`` with the augmented 'img'; all other entries
+            (shapes, masks, metainfo) are left as they are.
         """
         img = check_bgr_uint8_image(results, type(self).__name__)
-        # The coin is always drawn first so the RNG stream, and therefore
-        # the sampled parameters, depend only on the seed.
-        if np.random.rand() < self.prob:
-            results['img'] = to_uint8(self.augment(img), img.shape)
+        results['img'] = to_uint8(self.augment(img), img.shape)
         return results
-
-    def __repr__(self):
-        return f'{type(self).__name__}(prob={self.prob})'
 
 
 def to_uint8(img, expected_shape):

@@ -103,15 +103,12 @@ class RandAugmentPhotometric(BasePhotometricTransform):
             magnitude, within [0, 1]. Defaults to (0.0, 1.0).
         ops (tuple[str]): Names of the ops to choose from, a subset of
             ``PHOTOMETRIC_OPS``. Defaults to all of them.
-        prob (float): Probability of augmenting at all. Defaults to 1.0.
     """
 
     def __init__(self,
                  num_ops=2,
                  magnitude_range=(0.0, 1.0),
-                 ops=tuple(PHOTOMETRIC_OPS),
-                 prob=1.0):
-        super().__init__(prob)
+                 ops=tuple(PHOTOMETRIC_OPS)):
         if not isinstance(num_ops, int) or num_ops < 1:
             raise ValueError(
                 f'num_ops must be a positive int, got {num_ops!r}')
@@ -140,5 +137,4 @@ class RandAugmentPhotometric(BasePhotometricTransform):
 
     def __repr__(self):
         return (f'{type(self).__name__}(num_ops={self.num_ops}, '
-                f'magnitude_range={self.magnitude_range}, ops={self.ops}, '
-                f'prob={self.prob})')
+                f'magnitude_range={self.magnitude_range}, ops={self.ops})')

@@ -106,16 +106,13 @@ class RandomColorJitter(BasePhotometricTransform):
         hue (float | tuple[float, float]): Strength ``h`` giving hue shifts
             in ``[-h, h]`` (fractions of a turn, within [-0.5, 0.5]), or an
             explicit range. Defaults to 0.25.
-        prob (float): Probability of applying the jitter. Defaults to 0.8.
     """
 
     def __init__(self,
                  brightness=0.5,
                  contrast=0.5,
                  saturation=0.5,
-                 hue=0.25,
-                 prob=0.8):
-        super().__init__(prob)
+                 hue=0.25):
         self.brightness = factor_range(brightness, 'brightness')
         self.contrast = factor_range(contrast, 'contrast')
         self.saturation = factor_range(saturation, 'saturation')
@@ -138,4 +135,4 @@ class RandomColorJitter(BasePhotometricTransform):
     def __repr__(self):
         return (f'{type(self).__name__}(brightness={self.brightness}, '
                 f'contrast={self.contrast}, saturation={self.saturation}, '
-                f'hue={self.hue}, prob={self.prob})')
+                f'hue={self.hue})')

@@ -25,11 +25,9 @@ class RandomGaussianBlur(BasePhotometricTransform):
     Args:
         sigma_range (tuple[float, float]): Range of the standard deviation
             in pixels. Defaults to (0.1, 2.0).
-        prob (float): Probability of blurring. Defaults to 0.5.
     """
 
-    def __init__(self, sigma_range=(0.1, 2.0), prob=0.5):
-        super().__init__(prob)
+    def __init__(self, sigma_range=(0.1, 2.0)):
         if not isinstance(sigma_range, (tuple, list)) \
                 or len(sigma_range) != 2 \
                 or not 0 < sigma_range[0] <= sigma_range[1]:
@@ -48,5 +46,4 @@ class RandomGaussianBlur(BasePhotometricTransform):
             borderType=cv2.BORDER_REFLECT_101)
 
     def __repr__(self):
-        return (f'{type(self).__name__}(sigma_range={self.sigma_range}, '
-                f'prob={self.prob})')
+        return f'{type(self).__name__}(sigma_range={self.sigma_range})'
