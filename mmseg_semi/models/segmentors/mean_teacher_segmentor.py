@@ -5,7 +5,7 @@ from torch import Tensor
 from mmseg.registry import MODELS
 from ..pseudo_labelers import PseudoLabels
 from ..utils import pseudo_label_cross_entropy
-from .semi_base_segmentor import SemiBaseSegmentor
+from .semi_base_segmentor import SemiBaseSegmentor, loss_weight
 from .teacher_student import TeacherStudent
 
 
@@ -92,7 +92,7 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             predict_on=predict_on,
             channels_last=channels_last,
             init_cfg=init_cfg)
-        self.unsup_weight = unsup_weight
+        self.unsup_weight = loss_weight('unsup_weight', unsup_weight)
         self.pseudo_labeler = MODELS.build(pseudo_labeler)
         pair = TeacherStudent(segmentor, self.pseudo_labeler)
         pair.build_components(rectifier, class_balance, rep_head,

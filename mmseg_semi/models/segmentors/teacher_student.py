@@ -1,7 +1,7 @@
 """One student, its EMA teacher, and the components that act on the
 teacher's outputs (not registered; the segmentors hold one or two)."""
 import copy
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -137,13 +137,6 @@ class TeacherStudent:
     @property
     def with_contrastive(self) -> bool:
         return self.contrastive_loss is not None
-
-    def modules_by_attribute(self) -> Dict[str, Optional[nn.Module]]:
-        """The pair's modules by their attribute name in the segmentor."""
-        return {
-            pattern.format(self.name): getattr(self, role)
-            for group in ROLE_GROUPS for role, pattern in group
-        }
 
     def ema_pairs(self):
         """(teacher, student) modules that the EMA hook averages."""
