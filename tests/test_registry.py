@@ -19,7 +19,7 @@ COMPONENTS = {
         'EfficientNetLite', 'MultiBranchDataPreprocessor',
         'MeanTeacherSegmentor', 'DualStudentSegmentor',
         'EntropyPseudoLabeler', 'ConfidencePseudoLabeler',
-        'DistributionAlignment',
+        'DistributionAlignment', 'ClassShareAlignment',
         'PrototypeRectifier', 'RepresentationHead', 'U2PLContrastiveLoss',
         'ClassWeightedCrossEntropyLoss',
         'ClassMemoryBank', 'DeepLabV2Head'
