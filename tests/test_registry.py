@@ -24,7 +24,9 @@ COMPONENTS = {
         'ClassWeightedCrossEntropyLoss',
         'ClassMemoryBank', 'DeepLabV2Head'
     ],
-    HOOKS: ['EMATeacherHook', 'ClassCollapseGuardHook'],
+    HOOKS: [
+        'EMATeacherHook', 'ClassCollapseGuardHook', 'LabeledClassWeightHook'
+    ],
     OPTIM_WRAPPERS: ['FiniteLossOptimWrapper', 'AnyDeviceAmpOptimWrapper'],
     LOOPS: ['SemiIterBasedTrainLoop', 'TeacherStudentValLoop'],
 }

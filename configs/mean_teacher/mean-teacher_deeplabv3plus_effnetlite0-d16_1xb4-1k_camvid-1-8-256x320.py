@@ -6,13 +6,6 @@ _base_ = [
     '../_base_/datasets/camvid_semi.py', '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_1k.py'
 ]
-# The supervised baseline's class weights on the labeled loss only:
-# weighting pseudo-labels too made the teacher's rare-class mistakes grow
-# (at iteration 500 it labeled no pixel building; see README).
-model = dict(
-    segmentor=dict(
-        decode_head=dict(
-            loss_decode=dict(class_weight={{_base_.class_weight_1_8}}))))
 train_cfg = dict(
     type='SemiIterBasedTrainLoop',
     unlabeled_dataloader={{_base_.unlabeled_dataloader}})

@@ -6,10 +6,6 @@ _base_ = [
     '../_base_/datasets/ccp_semi.py', '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_1k.py'
 ]
-model = dict(
-    segmentor=dict(
-        decode_head=dict(
-            loss_decode=dict(class_weight={{_base_.class_weight_1_8}}))))
 train_cfg = dict(
     type='SemiIterBasedTrainLoop',
     unlabeled_dataloader={{_base_.unlabeled_dataloader}})

@@ -5,13 +5,6 @@ _base_ = [
     '../_base_/datasets/ccp_semi.py', '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_1k.py'
 ]
-model = dict(
-    segmentor1=dict(
-        decode_head=dict(
-            loss_decode=dict(class_weight={{_base_.class_weight_1_8}}))),
-    segmentor2=dict(
-        decode_head=dict(
-            loss_decode=dict(class_weight={{_base_.class_weight_1_8}}))))
 train_cfg = dict(
     type='SemiIterBasedTrainLoop',
     unlabeled_dataloader={{_base_.unlabeled_dataloader}})

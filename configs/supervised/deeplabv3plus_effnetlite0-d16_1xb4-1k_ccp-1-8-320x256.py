@@ -4,6 +4,3 @@ _base_ = [
     '../_base_/datasets/ccp.py', '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_1k.py'
 ]
-model = dict(
-    decode_head=dict(
-        loss_decode=dict(class_weight={{_base_.class_weight_1_8}})))

@@ -5,7 +5,3 @@ train_dataloader = dict(dataset=dict(ann_file=split_root + '/labeled.txt'))
 train_cfg = dict(
     unlabeled_dataloader=dict(
         dataset=dict(ann_file=split_root + '/unlabeled.txt')))
-model = dict(
-    segmentor=dict(
-        decode_head=dict(
-            loss_decode=dict(class_weight={{_base_.class_weight_1_4}}))))

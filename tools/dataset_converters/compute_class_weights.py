@@ -16,41 +16,19 @@ import argparse
 import os.path as osp
 
 import numpy as np
-import torch
 from PIL import Image
 
-
-def median_frequency_weights(class_pixels: torch.Tensor,
-                             present_pixels: torch.Tensor) -> torch.Tensor:
-    """``median(f) / f_c`` with ``f_c = class_pixels_c / present_pixels_c``.
-
-    Classes never seen get weight 0 (they cannot be balanced) and do not
-    enter the median.
-    """
-    seen = present_pixels > 0
-    freq = torch.zeros_like(class_pixels, dtype=torch.float64)
-    freq[seen] = class_pixels[seen].double() / present_pixels[seen].double()
-    weights = torch.zeros_like(freq)
-    if seen.any():
-        weights[seen] = freq[seen].median() / freq[seen]
-    return weights
+from mmseg_semi.datasets.class_frequency import (label_pixel_counts,
+                                                 median_frequency_weights)
 
 
-def count_pixels(mask_dir: str, names, num_classes: int, suffix: str,
-                 ignore_index: int = 255):
-    class_pixels = torch.zeros(num_classes, dtype=torch.int64)
-    present_pixels = torch.zeros(num_classes, dtype=torch.int64)
+def read_label_maps(mask_dir: str, names, suffix: str):
     for name in names:
         path = osp.join(mask_dir, name + suffix)
         if not osp.isfile(path):
             raise FileNotFoundError(f'label map {path} (listed as {name!r}) '
                                     'does not exist')
-        label = torch.from_numpy(np.array(Image.open(path))).long()
-        label = label[(label < num_classes) & (label != ignore_index)]
-        counts = torch.bincount(label, minlength=num_classes)
-        class_pixels += counts
-        present_pixels[counts > 0] += label.numel()
-    return class_pixels, present_pixels
+        yield np.array(Image.open(path))
 
 
 def main():
@@ -62,8 +40,8 @@ def main():
     args = parser.parse_args()
     with open(args.split) as f:
         names = [line.strip() for line in f if line.strip()]
-    class_pixels, present = count_pixels(args.mask_dir, names,
-                                         args.num_classes, args.suffix)
+    class_pixels, present = label_pixel_counts(
+        read_label_maps(args.mask_dir, names, args.suffix), args.num_classes)
     weights = median_frequency_weights(class_pixels, present)
     print(f'{len(names)} label maps from {args.split}')
     print('class_weight=[' + ', '.join(f'{w:.4f}' for w in weights) + ']')

@@ -136,6 +136,11 @@ model = dict(
     class_balance=dict(
         type='DistributionAlignment', num_classes=11, momentum=0.99))
 """,
+    'ClassShareAlignment': """\
+# Steers the teacher's arg-max class shares to the labeled ones.
+model = dict(
+    class_balance=dict(type='ClassShareAlignment', num_classes=11, rate=0.05))
+""",
     'ConfidencePseudoLabeler': """\
 model = dict(
     pseudo_labeler=dict(type='ConfidencePseudoLabeler', threshold=0.95))
@@ -510,6 +515,8 @@ def constructor_arguments(cls: type) -> List[Argument]:
     docs = [split_docstring(inspect.getdoc(klass) or '')[1]
             for klass in cls.__mro__ if klass is not object]
     arguments = []
+    if cls.__init__ is object.__init__:
+        return arguments  # takes no argument
     for param in inspect.signature(cls.__init__).parameters.values():
         if param.name == 'self':
             continue

@@ -6,21 +6,6 @@ data_root = '{{$MMSEG_SEMI_CAMVID_ROOT:data/camvid}}'
 # Split files written by tools/dataset_converters/make_semi_splits.py.
 split_root = '{{ fileDirname }}/../../../splits/camvid'
 labeled_split = split_root + '/1-8_seed0/labeled.txt'
-# Median-frequency class weights (SegNet's CamVid practice) of each labeled
-# split, from its labeled masks only:
-#   python tools/dataset_converters/compute_class_weights.py \
-#       $MMSEG_SEMI_CAMVID_ROOT/trainannot splits/camvid/1-8_seed0/labeled.txt \
-#       --num-classes 11
-# Without them 1k iterations leave pole, sign, fence, pedestrian and
-# bicyclist at 0 IoU for every method, and mIoU measures only 6 classes.
-class_weight_1_8 = [
-    0.2718, 0.2140, 4.1958, 0.1447, 1.0000, 0.4341, 3.9586, 3.5551, 0.7394,
-    8.1564, 9.8327
-]
-class_weight_1_4 = [
-    0.2593, 0.2075, 4.2315, 0.1418, 1.0000, 0.4088, 3.3186, 2.3461, 0.7263,
-    6.8336, 6.6485
-]
 crop_size = (256, 320)
 # LoadCheckedAnnotations: mmseg's LoadAnnotations plus clear errors for an
 # undecodable mask, a mask of another size than its image, or label values

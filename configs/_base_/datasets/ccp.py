@@ -5,15 +5,6 @@
 dataset_type = 'CCPDataset'
 data_root = '{{$MMSEG_SEMI_CCP_ROOT:data/ccp}}'
 labeled_split = 'splits/labeled_1of8.txt'
-# Median-frequency class weights of the labeled split, from its masks only,
-# as for CamVid (configs/_base_/datasets/camvid.py):
-#   python tools/dataset_converters/compute_class_weights.py \
-#       $MMSEG_SEMI_CCP_ROOT/ann_dir/train \
-#       $MMSEG_SEMI_CCP_ROOT/splits/labeled_1of8.txt --num-classes 11
-class_weight_1_8 = [
-    0.0386, 1.0000, 2.1773, 0.7580, 0.3082, 0.3053, 0.4971, 1.6009, 2.4452,
-    1.5558, 2.5079
-]
 # Photos are about 275 x 416 (w x h); crops are 320 x 256 (h x w), the
 # pixel count of the CamVid crops.
 crop_size = (320, 256)

@@ -19,4 +19,7 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+    visualization=dict(type='SegVisualizationHook'),
+    # Fills class_weight='median_frequency' from the labeled masks before
+    # training; does nothing for a model without it.
+    class_weight=dict(type='LabeledClassWeightHook'))

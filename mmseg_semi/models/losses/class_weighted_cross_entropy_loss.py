@@ -15,9 +15,30 @@ class ClassWeightedCrossEntropyLoss(CrossEntropyLoss):
     loops over the batch in Python). Here the normaliser is passed in,
     computed vectorised: the sum of the class weights of the pixels not
     ignored, i.e. PyTorch's weighted mean. Without ``class_weight``, or with
-    another reduction, it is mmseg's loss unchanged. Arguments as
-    ``CrossEntropyLoss``.
+    another reduction, it is mmseg's loss unchanged.
+
+    Args:
+        class_weight: One weight per class, a file of them (as mmseg's
+            ``CrossEntropyLoss``), or ``'median_frequency'``: computed from
+            the labeled training masks when training starts
+            (``LabeledClassWeightHook``, in ``default_hooks`` of this
+            package's schedules), so one config serves every dataset.
+        **kwargs: Other ``CrossEntropyLoss`` arguments.
     """
+
+    #: ``class_weight`` value whose weights ``LabeledClassWeightHook`` fills.
+    FROM_LABELED_MASKS = 'median_frequency'
+
+    def __init__(self, class_weight=None, **kwargs) -> None:
+        self.weights_pending = class_weight == self.FROM_LABELED_MASKS
+        super().__init__(
+            class_weight=None if self.weights_pending else class_weight,
+            **kwargs)
+
+    def set_class_weight(self, weights) -> None:
+        """Use ``weights`` (one per class) from now on."""
+        self.class_weight = [float(w) for w in weights]
+        self.weights_pending = False
 
     def forward(self,
                 cls_score,
@@ -27,6 +48,14 @@ class ClassWeightedCrossEntropyLoss(CrossEntropyLoss):
                 reduction_override=None,
                 ignore_index=-100,
                 **kwargs):
+        if self.weights_pending:
+            raise RuntimeError(
+                f"{type(self).__name__}(class_weight="
+                f"'{self.FROM_LABELED_MASKS}') has no weights yet: they are "
+                'computed from the labeled masks by LabeledClassWeightHook '
+                "when training starts. Add dict(type='LabeledClassWeightHook')"
+                ' to default_hooks or custom_hooks, or give the weights as a '
+                'list (tools/dataset_converters/compute_class_weights.py).')
         reduction = reduction_override or self.reduction
         if self.class_weight is not None and avg_factor is None \
                 and reduction == 'mean' and not self.use_sigmoid \
