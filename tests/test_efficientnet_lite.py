@@ -186,9 +186,9 @@ def test_larger_archs_scale_channels():
     (dict(out_indices=(1, 8)), '8'),
     (dict(out_indices=(6, 1)), 'increasing'),
     (dict(out_indices=3), 'out_indices=3'),
-    (dict(output_stride=4), 'output_stride=4'),
-    (dict(drop_path_rate=1.0), 'drop_path_rate=1.0'),
-    (dict(frozen_stages=9), 'frozen_stages=9'),
+    (dict(output_stride=4), 'output_stride .* got 4'),
+    (dict(drop_path_rate=1.0), r'drop_path_rate .* got 1\.0'),
+    (dict(frozen_stages=9), 'frozen_stages .* got 9'),
     (dict(norm_cfg=dict(eps=1e-3)), 'norm_cfg'),
     (dict(pretrained='x', init_cfg=PRETRAINED), 'pretrained'),
 ])

@@ -4,6 +4,8 @@ import numpy as np
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 
+from ...utils.arg_checks import check_int
+
 
 @TRANSFORMS.register_module()
 class LoadCheckedAnnotations(LoadAnnotations):
@@ -31,11 +33,8 @@ class LoadCheckedAnnotations(LoadAnnotations):
                  ignore_index: int = 255,
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        if num_classes is not None and (isinstance(num_classes, bool)
-                                        or not isinstance(num_classes, int)
-                                        or num_classes < 1):
-            raise ValueError(
-                f'num_classes must be a positive int, got {num_classes!r}')
+        if num_classes is not None:
+            check_int('num_classes', num_classes, minimum=1)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
 

@@ -3,6 +3,7 @@ import mmcv
 import numpy as np
 from mmseg.registry import TRANSFORMS
 
+from ...utils.arg_checks import check_int, check_range
 from .base_photometric import BasePhotometricTransform
 
 # Enhancement ops scale towards a degenerate image by a factor in
@@ -109,14 +110,9 @@ class RandAugmentPhotometric(BasePhotometricTransform):
                  num_ops=2,
                  magnitude_range=(0.0, 1.0),
                  ops=tuple(PHOTOMETRIC_OPS)):
-        if not isinstance(num_ops, int) or num_ops < 1:
-            raise ValueError(
-                f'num_ops must be a positive int, got {num_ops!r}')
-        if not isinstance(magnitude_range, (tuple, list)) \
-                or len(magnitude_range) != 2 \
-                or not 0 <= magnitude_range[0] <= magnitude_range[1] <= 1:
-            raise ValueError('magnitude_range must be an ordered pair within '
-                             f'[0, 1], got {magnitude_range!r}')
+        self.num_ops = check_int('num_ops', num_ops, minimum=1)
+        self.magnitude_range = check_range('magnitude_range',
+                                           magnitude_range, 0, 1)
         if isinstance(ops, str) or len(ops) == 0:
             raise ValueError(f'ops must be a non-empty sequence of op names, '
                              f'got {ops!r}')
@@ -124,8 +120,6 @@ class RandAugmentPhotometric(BasePhotometricTransform):
         if unknown:
             raise ValueError(f'unknown photometric ops {unknown}; choose from '
                              f'{sorted(PHOTOMETRIC_OPS)}')
-        self.num_ops = num_ops
-        self.magnitude_range = tuple(float(m) for m in magnitude_range)
         self.ops = tuple(ops)
 
     def augment(self, img):

@@ -1,9 +1,12 @@
 """Colour jitter (brightness, contrast, saturation, hue) for uint8 BGR."""
+from numbers import Real
+
 import cv2
 import mmcv
 import numpy as np
 from mmseg.registry import TRANSFORMS
 
+from ...utils.arg_checks import check_number, check_range
 from .base_photometric import BasePhotometricTransform
 
 
@@ -18,15 +21,11 @@ def factor_range(value, name):
     Returns:
         tuple[float, float] | None: The range, or None when the op is off.
     """
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f'{name} must be non-negative, got {value}')
+    if isinstance(value, Real):
+        check_number(name, value, low=0)
         low, high = max(0.0, 1.0 - value), 1.0 + value
     else:
-        low, high = check_pair(value, name)
-        if low < 0:
-            raise ValueError(f'{name} range must be non-negative, '
-                             f'got {value}')
+        low, high = check_range(name, value, low=0)
     return None if low == high == 1.0 else (float(low), float(high))
 
 
@@ -40,23 +39,12 @@ def hue_shift_range(value):
     Returns:
         tuple[float, float] | None: The range, or None when the op is off.
     """
-    if isinstance(value, (int, float)):
+    if isinstance(value, Real):
+        check_number('hue', value, 0, 0.5)
         low, high = -value, value
     else:
-        low, high = check_pair(value, 'hue')
-    if not -0.5 <= low <= high <= 0.5:
-        raise ValueError(f'hue must give shifts within [-0.5, 0.5], '
-                         f'got {value}')
+        low, high = check_range('hue', value, -0.5, 0.5)
     return None if low == high == 0 else (float(low), float(high))
-
-
-def check_pair(value, name):
-    """Check ``value`` is an ordered (low, high) pair of numbers."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2 \
-            or value[0] > value[1]:
-        raise ValueError(f'{name} must be a number or an ordered '
-                         f'(low, high) pair, got {value!r}')
-    return value
 
 
 def adjust_saturation(img, factor):

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 from mmseg.registry import TRANSFORMS
 
+from ...utils.arg_checks import check_range
 from .base_photometric import BasePhotometricTransform
 
 
@@ -28,12 +29,8 @@ class RandomGaussianBlur(BasePhotometricTransform):
     """
 
     def __init__(self, sigma_range=(0.1, 2.0)):
-        if not isinstance(sigma_range, (tuple, list)) \
-                or len(sigma_range) != 2 \
-                or not 0 < sigma_range[0] <= sigma_range[1]:
-            raise ValueError('sigma_range must be an ordered pair of '
-                             f'positive numbers, got {sigma_range!r}')
-        self.sigma_range = tuple(float(s) for s in sigma_range)
+        self.sigma_range = check_range('sigma_range', sigma_range, low=0,
+                                       low_open=True)
 
     def augment(self, img):
         """Blur ``img`` with a Gaussian of random sigma."""

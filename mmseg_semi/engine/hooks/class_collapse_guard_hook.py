@@ -1,7 +1,6 @@
 """Watch the pseudo-labels' classes; warn when one is vanishing."""
 import json
 import os.path as osp
-from numbers import Real
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -9,6 +8,8 @@ from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
+
+from ...utils.arg_checks import check_int, check_number
 
 
 @HOOKS.register_module()
@@ -56,16 +57,11 @@ class ClassCollapseGuardHook(Hook):
         for name, value, low in (('interval', interval, 1),
                                  ('patience', patience, 1),
                                  ('pause_iters', pause_iters, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < low:
-                raise ValueError(
-                    f'{name} must be an int >= {low}, got {value!r}')
-        if isinstance(min_share_ratio, bool) or not isinstance(
-                min_share_ratio, Real) or not 0 < min_share_ratio <= 1:
-            raise ValueError('min_share_ratio must be a number in (0, 1], '
-                             f'got {min_share_ratio!r}')
+            check_int(name, value, minimum=low)
         self.interval = interval
-        self.min_share_ratio = float(min_share_ratio)
+        self.min_share_ratio = float(
+            check_number('min_share_ratio', min_share_ratio, 0, 1,
+                         low_open=True))
         self.patience = patience
         self.pause_iters = pause_iters
         self.out_file = out_file

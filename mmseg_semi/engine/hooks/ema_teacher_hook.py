@@ -7,7 +7,10 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 from mmseg.registry import HOOKS
+from ...utils.arg_checks import check_choice, check_int, check_number
 from ..optimizers.finite_loss_guard import SKIPPED_ITER_INFO_KEY
+
+EMA_BUFFER_MODES = ('average', 'copy')
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
@@ -17,8 +20,7 @@ def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
     update copies the student and the teacher averages over all updates so
     far until that average is slower than ``decay``.
     """
-    if step < 0:
-        raise ValueError(f'step must be >= 0, got {step}')
+    check_int('step', step, minimum=0)
     if not warmup:
         return decay
     return min(1.0 - 1.0 / (step + 1), decay)
@@ -33,9 +35,7 @@ def ema_update_(teacher: nn.Module, student: nn.Module, decay: float,
     are averaged or copied (``buffers='copy'``); integer buffers (BN's
     ``num_batches_tracked``) are always copied.
     """
-    if buffers not in ('average', 'copy'):
-        raise ValueError(
-            f"buffers must be 'average' or 'copy', got {buffers!r}")
+    check_choice('buffers', buffers, EMA_BUFFER_MODES)
     t_params = list(teacher.parameters())
     s_params = list(student.parameters())
     if len(t_params) != len(s_params):
@@ -103,18 +103,11 @@ class EMATeacherHook(Hook):
                  buffers: str = 'average',
                  sync_buffers: bool = True,
                  interval: int = 1) -> None:
-        if not 0.0 <= decay <= 1.0:
-            raise ValueError(f'decay must be in [0, 1], got {decay}')
-        if buffers not in ('average', 'copy'):
-            raise ValueError(
-                f"buffers must be 'average' or 'copy', got {buffers!r}")
-        if interval < 1:
-            raise ValueError(f'interval must be >= 1, got {interval}')
-        self.decay = decay
+        self.decay = check_number('decay', decay, 0, 1)
         self.warmup = warmup
-        self.buffers = buffers
+        self.buffers = check_choice('buffers', buffers, EMA_BUFFER_MODES)
         self.sync_buffers = sync_buffers
-        self.interval = interval
+        self.interval = check_int('interval', interval, minimum=1)
 
     @staticmethod
     def _semi_model(runner):

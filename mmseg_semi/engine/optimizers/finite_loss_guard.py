@@ -8,6 +8,8 @@ from mmengine.dist import all_reduce, get_world_size
 from mmengine.logging import print_log
 from torch import nn
 
+from ...utils.arg_checks import check_choice
+
 #: What a guarded wrapper does with a step whose loss is not finite.
 NONFINITE_LOSS_ACTIONS = ('raise', 'skip')
 #: Message hub info key: iteration whose optimiser step was skipped. The
@@ -17,13 +19,6 @@ SKIPPED_ITER_INFO_KEY = 'nonfinite_loss_skipped_iter'
 SKIPPED_STEPS_SCALAR_KEY = 'train/nonfinite_loss_skips'
 #: Key of the skip counter in the wrapper's state dict (checkpoints).
 SKIPPED_STEPS_STATE_KEY = 'nonfinite_loss_skips'
-
-
-def check_nonfinite_action(value: Optional[str]) -> Optional[str]:
-    if value is not None and value not in NONFINITE_LOSS_ACTIONS:
-        raise ValueError(f'nonfinite_loss must be one of '
-                         f'{NONFINITE_LOSS_ACTIONS} or None, got {value!r}')
-    return value
 
 
 def nonfinite_loss_terms(losses: Dict) -> List[Tuple[str, str]]:
@@ -71,7 +66,8 @@ class FiniteLossGuardMixin:
     """
 
     def init_finite_loss_guard(self, nonfinite_loss: Optional[str]) -> None:
-        self.nonfinite_loss = check_nonfinite_action(nonfinite_loss)
+        self.nonfinite_loss = check_choice('nonfinite_loss', nonfinite_loss,
+                                           NONFINITE_LOSS_ACTIONS + (None, ))
         self.skipped_steps = 0
         self._captured_losses: Optional[dict] = None
         self._guarded_model: Optional[nn.Module] = None

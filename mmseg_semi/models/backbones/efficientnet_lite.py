@@ -27,6 +27,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.registry import MODELS
 
+from ...utils.arg_checks import check_choice, check_int, check_number
+
 #: Per stage of the base (lite0) network:
 #: (kernel size, repeats, output channels, expand ratio, stride).
 BASE_STAGE_SETTINGS = (
@@ -109,9 +111,7 @@ def stage_settings_for_arch(arch: str) -> List[Tuple[int, int, int, int,
 
     Lite rule: the first and last stage keep their repeats unscaled.
     """
-    if arch not in ARCH_MULTIPLIERS:
-        raise ValueError(f'arch={arch!r} is not supported; choose one of '
-                         f'{sorted(ARCH_MULTIPLIERS)}')
+    check_choice('arch', arch, sorted(ARCH_MULTIPLIERS))
     width, depth = ARCH_MULTIPLIERS[arch]
     settings = []
     for index, (kernel, repeats, channels, expand,
@@ -415,16 +415,9 @@ class EfficientNetLite(BaseModule):
             ]
         super().__init__(init_cfg=init_cfg)
         self.out_indices = self._check_out_indices(out_indices)
-        if output_stride not in (8, 16, 32):
-            raise ValueError(
-                f'output_stride={output_stride!r} must be 8, 16 or 32')
-        if not isinstance(frozen_stages, int) or not (-1 <= frozen_stages <=
-                                                      NUM_STAGES):
-            raise ValueError(f'frozen_stages={frozen_stages!r} must be an '
-                             f'int in [-1, {NUM_STAGES}]')
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(
-                f'drop_path_rate={drop_path_rate!r} must be in [0, 1)')
+        check_choice('output_stride', output_stride, (8, 16, 32))
+        check_int('frozen_stages', frozen_stages, -1, NUM_STAGES)
+        check_number('drop_path_rate', drop_path_rate, 0, 1, high_open=True)
         if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
             raise ValueError(
                 f'norm_cfg={norm_cfg!r} must be a dict with a "type"')
@@ -490,9 +483,8 @@ class EfficientNetLite(BaseModule):
             raise TypeError(f'out_indices={out_indices!r} must be a '
                             'non-empty list or tuple of ints')
         for index in out_indices:
-            if not isinstance(index, int) or not 0 <= index <= HEAD_INDEX:
-                raise ValueError(f'out_indices={out_indices!r}: {index!r} '
-                                 f'is not an int in [0, {HEAD_INDEX}]')
+            check_int(f'each of out_indices={out_indices!r}', index, 0,
+                      HEAD_INDEX)
         if any(a >= b for a, b in zip(out_indices, out_indices[1:])):
             raise ValueError(
                 f'out_indices={out_indices!r} must be strictly increasing')

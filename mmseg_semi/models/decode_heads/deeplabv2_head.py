@@ -14,6 +14,8 @@ from torch import Tensor, nn
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
+from ...utils.arg_checks import check_int
+
 
 def atrous_classifier_logits(feature: Tensor,
                              branches: Sequence[nn.Module]) -> Tensor:
@@ -135,10 +137,6 @@ def check_dilations(dilations) -> Tuple[int, ...]:
         raise ValueError(
             'DeepLabV2Head dilations must be a non-empty sequence of '
             f'positive ints, got {dilations!r}')
-    for dilation in dilations:
-        if isinstance(dilation, bool) or not isinstance(dilation, int) \
-                or dilation < 1:
-            raise ValueError(
-                f'DeepLabV2Head dilations must be positive ints, got '
-                f'{dilation!r} in {tuple(dilations)!r}')
-    return tuple(dilations)
+    name = f'each of DeepLabV2Head dilations={tuple(dilations)!r}'
+    return tuple(check_int(name, dilation, minimum=1)
+                 for dilation in dilations)

@@ -6,6 +6,8 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...utils.arg_checks import check_int, check_number
+
 
 @MODELS.register_module()
 class RepresentationHead(BaseModule):
@@ -52,13 +54,8 @@ class RepresentationHead(BaseModule):
         for name, value in (('in_channels', in_channels),
                             ('channels', channels),
                             ('num_convs', num_convs)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < 1:
-                raise ValueError(
-                    f'{name} must be a positive int, got {value!r}')
-        if not 0 <= dropout_ratio < 1:
-            raise ValueError(
-                f'dropout_ratio must be in [0, 1), got {dropout_ratio!r}')
+            check_int(name, value, minimum=1)
+        check_number('dropout_ratio', dropout_ratio, 0, 1, high_open=True)
         self.in_channels = in_channels
         self.channels = channels
         layers = []

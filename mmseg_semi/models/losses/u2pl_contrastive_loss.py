@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...utils.arg_checks import check_int, check_number
 from ..utils.contrastive_functional import (anchor_mask, class_positive_keys,
                                             class_rank, flatten_pixels,
                                             gather_pixels, info_nce,
@@ -97,30 +98,18 @@ class U2PLContrastiveLoss(nn.Module):
                  ignore_index: int = 255,
                  loss_name: str = 'loss_contrast'):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-                or num_classes < 2:
-            raise ValueError(
-                f'num_classes must be an int >= 2, got {num_classes!r}')
+        check_int('num_classes', num_classes, minimum=2)
         for name, value in (('feat_channels', feat_channels),
                             ('num_anchors', num_anchors),
                             ('num_negatives', num_negatives),
                             ('low_rank', low_rank)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < 1:
-                raise ValueError(f'{name} must be a positive int, got '
-                                 f'{value!r}')
-        if isinstance(high_rank, bool) or not isinstance(high_rank, int) \
-                or high_rank <= low_rank:
-            raise ValueError(f'high_rank must be an int > low_rank='
-                             f'{low_rank}, got {high_rank!r}')
-        if not temperature > 0:
-            raise ValueError(f'temperature must be > 0, got {temperature!r}')
-        if not 0 <= anchor_prob_threshold < 1:
-            raise ValueError('anchor_prob_threshold must be in [0, 1), got '
-                             f'{anchor_prob_threshold!r}')
-        if not loss_weight >= 0:
-            raise ValueError(f'loss_weight must be >= 0, got {loss_weight!r}')
-        if 0 <= ignore_index < num_classes:
+            check_int(name, value, minimum=1)
+        check_int('high_rank', high_rank, minimum=low_rank + 1)
+        check_number('temperature', temperature, low=0, low_open=True)
+        check_number('anchor_prob_threshold', anchor_prob_threshold, 0, 1,
+                     high_open=True)
+        check_number('loss_weight', loss_weight, low=0)
+        if 0 <= check_int('ignore_index', ignore_index) < num_classes:
             raise ValueError(f'ignore_index={ignore_index} collides with a '
                              f'class index in [0, {num_classes})')
         self.num_classes = num_classes

@@ -5,6 +5,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ...utils.arg_checks import check_int
 from ..utils.pseudo_label_functional import class_argmax
 from .pseudo_labels import PseudoLabels
 
@@ -24,10 +25,7 @@ class BasePseudoLabeler(nn.Module, metaclass=ABCMeta):
 
     def __init__(self, ignore_index: int = 255) -> None:
         super().__init__()
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise ValueError(
-                f'ignore_index must be an int, got {ignore_index!r}')
-        self.ignore_index = ignore_index
+        self.ignore_index = check_int('ignore_index', ignore_index)
 
     def forward(self,
                 probs: Tensor,
@@ -120,14 +118,5 @@ class BasePseudoLabeler(nn.Module, metaclass=ABCMeta):
             raise ValueError(
                 f'progress must be (iteration, max_iters), got {progress!r}')
         iteration, max_iters = progress
-        if isinstance(iteration, bool) or not isinstance(iteration, int) \
-                or iteration < 0:
-            raise ValueError(
-                f'progress iteration must be a non-negative int, got '
-                f'{iteration!r}')
-        if isinstance(max_iters, bool) or not isinstance(max_iters, int) \
-                or max_iters <= 0:
-            raise ValueError(
-                f'progress max_iters must be a positive int, got '
-                f'{max_iters!r}')
-        return iteration, max_iters
+        return (check_int('progress iteration', iteration, minimum=0),
+                check_int('progress max_iters', max_iters, minimum=1))

@@ -1,10 +1,9 @@
 """FixMatch-style fixed confidence threshold."""
-from numbers import Real
-
 import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ...utils.arg_checks import check_number
 from ..utils.pseudo_label_functional import pixel_entropy
 from .base_pseudo_labeler import BasePseudoLabeler
 from .pseudo_labels import PseudoLabels
@@ -29,16 +28,8 @@ class ConfidencePseudoLabeler(BasePseudoLabeler):
                  weight: float = 1.0,
                  ignore_index: int = 255) -> None:
         super().__init__(ignore_index=ignore_index)
-        if isinstance(threshold, bool) or not isinstance(threshold, Real) \
-                or not 0 <= threshold <= 1:
-            raise ValueError(
-                f'threshold must be a number in [0, 1], got {threshold!r}')
-        if isinstance(weight, bool) or not isinstance(weight, Real) \
-                or not weight >= 0:
-            raise ValueError(
-                f'weight must be a non-negative number, got {weight!r}')
-        self.threshold = float(threshold)
-        self.weight = float(weight)
+        self.threshold = float(check_number('threshold', threshold, 0, 1))
+        self.weight = float(check_number('weight', weight, low=0))
 
     def label(self, probs: Tensor, valid_mask: Tensor, iteration: int,
               max_iters: int) -> PseudoLabels:

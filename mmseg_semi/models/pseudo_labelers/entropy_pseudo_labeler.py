@@ -1,10 +1,9 @@
 """U2PL entropy-based reliable / unreliable partition (Sec. 3.2)."""
-from numbers import Real
-
 import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ...utils.arg_checks import check_bool, check_choice, check_number
 from ..utils.class_balance_functional import classwise_entropy_thresholds
 from ..utils.pseudo_label_functional import (adaptive_unsup_weight,
                                              class_argmax,
@@ -57,24 +56,11 @@ class EntropyPseudoLabeler(BasePseudoLabeler):
                  schedule: str = 'linear',
                  class_wise: bool = True) -> None:
         super().__init__(ignore_index=ignore_index)
-        if isinstance(alpha_0, bool) or not isinstance(alpha_0, Real) \
-                or not 0 <= alpha_0 <= 1:
-            raise ValueError(
-                f'alpha_0 must be a number in [0, 1], got {alpha_0!r}')
-        if isinstance(eta, bool) or not isinstance(eta, Real) \
-                or not eta >= 0:
-            raise ValueError(f'eta must be a non-negative number, got {eta!r}')
-        if schedule not in self.SCHEDULES:
-            raise ValueError(
-                f'schedule must be one of {self.SCHEDULES}, got {schedule!r}')
-        self.alpha_0 = float(alpha_0)
-        self.eta = float(eta)
+        self.alpha_0 = float(check_number('alpha_0', alpha_0, 0, 1))
+        self.eta = float(check_number('eta', eta, low=0))
         self.adaptive_weight = bool(adaptive_weight)
-        self.schedule = schedule
-        if not isinstance(class_wise, bool):
-            raise ValueError(
-                f'class_wise must be True or False, got {class_wise!r}')
-        self.class_wise = class_wise
+        self.schedule = check_choice('schedule', schedule, self.SCHEDULES)
+        self.class_wise = check_bool('class_wise', class_wise)
 
     def current_alpha(self, iteration: int, max_iters: int) -> float:
         """Unreliable proportion ``alpha_t`` at this point of training."""

@@ -1,5 +1,4 @@
 """RML's prototype-based self-rectification of teacher probabilities."""
-from numbers import Real
 from typing import Optional, Tuple
 
 import torch
@@ -8,6 +7,7 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...utils.arg_checks import check_int, check_number
 from ..utils.pseudo_label_functional import class_argmax
 from ..utils.prototype_functional import (argmax_change_fraction,
                                           class_feature_means,
@@ -84,27 +84,14 @@ class PrototypeRectifier(nn.Module):
                  ignore_index: int = 255,
                  align_corners: bool = False) -> None:
         super().__init__()
-        for name, value in (('num_classes', num_classes),
-                            ('feat_channels', feat_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < 1:
-                raise ValueError(
-                    f'{name} must be a positive int, got {value!r}')
-        if isinstance(momentum, bool) or not isinstance(momentum, Real) \
-                or not 0.0 <= momentum <= 1.0:
-            raise ValueError(f'momentum must be in [0, 1], got {momentum!r}')
-        if isinstance(temperature, bool) \
-                or not isinstance(temperature, Real) or not temperature > 0:
-            raise ValueError(f'temperature must be > 0, got {temperature!r}')
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise ValueError(
-                f'ignore_index must be an int, got {ignore_index!r}')
-        self.num_classes = num_classes
-        self.feat_channels = feat_channels
-        self.momentum = float(momentum)
+        self.num_classes = check_int('num_classes', num_classes, minimum=1)
+        self.feat_channels = check_int('feat_channels', feat_channels,
+                                       minimum=1)
+        self.momentum = float(check_number('momentum', momentum, 0, 1))
         self.use_prior = bool(use_prior)
-        self.temperature = float(temperature)
-        self.ignore_index = ignore_index
+        self.temperature = float(
+            check_number('temperature', temperature, low=0, low_open=True))
+        self.ignore_index = check_int('ignore_index', ignore_index)
         self.align_corners = align_corners
         self.register_buffer('prototypes',
                              torch.zeros(num_classes, feat_channels))

@@ -1,7 +1,6 @@
 """The semi-supervised segmentors' base: a template training step over
 one or more teacher-student pairs (not registered)."""
 import copy
-from numbers import Real
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -9,6 +8,8 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from mmseg.utils import SampleList
+from ...utils.arg_checks import (check_bool, check_choice, check_int,
+                                 check_number)
 from ..pseudo_labelers import PseudoLabels
 from ..utils.class_balance_functional import class_pixel_counts
 from ..utils.class_share_monitor import ClassShareMonitor
@@ -82,18 +83,13 @@ class SemiBaseSegmentor(BaseModel):
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.sup_weight = loss_weight('sup_weight', sup_weight)
         self.register_unsup_class_weight(unsup_class_weight)
-        if not isinstance(channels_last, bool):
-            raise ValueError(
-                f'channels_last must be True or False, got {channels_last!r}')
-        self.channels_last = channels_last
+        self.channels_last = check_bool('channels_last', channels_last)
         self.cutmix = dict(cutmix) if cutmix is not None else None
         #: The TeacherStudent pairs, in registration order (not modules: the
         #: segmentor holds their modules under their attribute names).
         self.pairs = []
-        if not isinstance(unsup_start_iter, int) or unsup_start_iter < 0:
-            raise ValueError('unsup_start_iter must be a non-negative int, '
-                             f'got {unsup_start_iter!r}')
-        self.unsup_start_iter = unsup_start_iter
+        self.unsup_start_iter = check_int('unsup_start_iter',
+                                          unsup_start_iter, minimum=0)
         # Checked by register_pairs, once the networks exist.
         self._predict_on = predict_on
         self.train_iter = 0
@@ -220,10 +216,8 @@ class SemiBaseSegmentor(BaseModel):
 
     @predict_on.setter
     def predict_on(self, name: str) -> None:
-        if name not in self.predict_choices():
-            raise ValueError(f'predict_on={name!r} is not one of '
-                             f'{self.predict_choices()}')
-        self._predict_on = name
+        self._predict_on = check_choice('predict_on', name,
+                                        self.predict_choices())
 
     def predict_choices(self) -> List[str]:
         return self.segmentor_names
@@ -446,8 +440,4 @@ def pseudo_label_stats(pseudo: PseudoLabels, prefix: str) -> dict:
 
 def loss_weight(name: str, value) -> float:
     """A loss weight must be a non-negative number."""
-    if isinstance(value, bool) or not isinstance(value, Real) \
-            or not value >= 0:
-        raise ValueError(
-            f'{name} must be a non-negative number, got {value!r}')
-    return float(value)
+    return float(check_number(name, value, low=0))

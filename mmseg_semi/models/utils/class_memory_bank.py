@@ -6,6 +6,8 @@ import torch.distributed as dist
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...utils.arg_checks import check_int
+
 
 def fifo_write_slots(class_mask: Tensor, ptr: Tensor,
                      capacity: int) -> Tuple[Tensor, Tensor]:
@@ -103,9 +105,9 @@ class ClassMemoryBank(nn.Module):
         for name, value in (('num_classes', num_classes),
                             ('queue_size', queue_size),
                             ('feat_channels', feat_channels)):
-            _check_positive_int(name, value)
+            check_int(name, value, minimum=1)
         if max_push_per_class is not None:
-            _check_positive_int('max_push_per_class', max_push_per_class)
+            check_int('max_push_per_class', max_push_per_class, minimum=1)
         dtype = _resolve_dtype(dtype)
         self.num_classes = num_classes
         self.queue_size = queue_size
@@ -170,8 +172,6 @@ class ClassMemoryBank(nn.Module):
             ``(negatives, nonempty)``: (C, M, N, D) keys in the bank's dtype
             (rows of empty queues are placeholders) and bool (C,).
         """
-        _check_positive_int('num_anchors', num_anchors)
-        _check_positive_int('num_negatives', num_negatives)
         device = self.keys.device
         uniform = torch.rand((self.num_classes, num_anchors, num_negatives),
                              generator=generator, device=device)
@@ -262,8 +262,3 @@ def _resolve_dtype(dtype: Union[torch.dtype, str]) -> torch.dtype:
         raise ValueError(
             f'dtype must be a floating point torch dtype, got {dtype!r}')
     return dtype
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'{name} must be a positive int, got {value!r}')
