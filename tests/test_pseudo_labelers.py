@@ -80,10 +80,9 @@ def test_pixel_entropy_half_precision_is_float32_and_finite():
 def test_pixel_entropy_rejects_bad_input():
     with pytest.raises(ValueError, match='floating point'):
         pixel_entropy(torch.ones(1, 3, 2, 2, dtype=torch.long))
-    with pytest.raises(ValueError, match='dim=4'):
+    # torch itself refuses a dimension that does not exist.
+    with pytest.raises(IndexError):
         pixel_entropy(torch.ones(1, 3, 2, 2), dim=4)
-    with pytest.raises(ValueError, match='eps'):
-        pixel_entropy(torch.ones(1, 3, 2, 2), eps=0.0)
 
 
 def test_pixel_entropy_tiny_probabilities_use_eps_in_the_log():
@@ -260,7 +259,8 @@ def test_class_weighted_pseudo_label_cross_entropy_by_hand():
     all_ignored = torch.full_like(labels, IGNORE)
     assert pseudo_label_cross_entropy(
         logits, all_ignored, class_weight=weight).item() == 0.0
-    with pytest.raises(ValueError, match='class_weight'):
+    # F.cross_entropy refuses a weight that is not one per class.
+    with pytest.raises(RuntimeError):
         pseudo_label_cross_entropy(
             logits, labels, class_weight=torch.ones(3))
 
@@ -321,17 +321,18 @@ def test_pseudo_label_cross_entropy_half_logits_give_float32():
 
 
 def test_pseudo_label_cross_entropy_rejects_bad_input():
+    # Shapes and the label dtype are F.cross_entropy's checks; only the
+    # empty batch (0 / 0, silently NaN) is the function's own.
     logits = torch.randn(2, 3, 4, 4)
-    with pytest.raises(ValueError, match='logits must have shape'):
+    for bad_labels in (torch.zeros(2, 1, 4, 4).long(),
+                       torch.zeros(2, 8, 8).long(),
+                       torch.zeros(1, 4, 4).long(), torch.zeros(2, 4, 4)):
+        with pytest.raises((ValueError, RuntimeError)):
+            pseudo_label_cross_entropy(logits, bad_labels)
+    with pytest.raises((ValueError, RuntimeError)):
         pseudo_label_cross_entropy(logits[0], torch.zeros(2, 4, 4).long())
-    with pytest.raises(ValueError, match='labels must have shape'):
-        pseudo_label_cross_entropy(logits, torch.zeros(2, 1, 4, 4).long())
-    with pytest.raises(ValueError, match='resize the logits'):
-        pseudo_label_cross_entropy(logits, torch.zeros(2, 8, 8).long())
-    with pytest.raises(ValueError, match='resize the logits'):
-        pseudo_label_cross_entropy(logits, torch.zeros(1, 4, 4).long())
-    with pytest.raises(ValueError, match='int64'):
-        pseudo_label_cross_entropy(logits, torch.zeros(2, 4, 4))
+    with pytest.raises(ValueError, match='empty'):
+        pseudo_label_cross_entropy(logits[:0], torch.zeros(0, 4, 4).long())
 
 
 # ------------------------------------------------------ EntropyPseudoLabeler

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...utils.arg_checks import check_number
+
 # Same floor as F.normalize: a zero vector gets cosine 0 with everything
 # instead of NaN.
 _NORM_EPS = 1e-12
@@ -30,7 +32,6 @@ def flatten_pixels(feats: Tensor) -> Tensor:
     Returns:
         Tensor (N_pix, D); a copy, because the pixels are not contiguous.
     """
-    _check_dims('feats', feats, 4, '(B, D, h, w)')
     return feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
 
 
@@ -110,7 +111,6 @@ def labeled_negative_mask(labels: Tensor, ranks: Tensor, low_rank: int,
     num_classes = ranks.shape[1] if ranks.dim() == 4 else -1
     _check_labels_and_scores(labels, 'ranks', ranks, num_classes)
     _check_ignore_index(ignore_index, num_classes)
-    _check_rank_range(low_rank, 1, num_classes)
     classes = torch.arange(num_classes, device=labels.device).view(-1, 1)
     flat_labels = labels.reshape(1, -1)
     other_class = (flat_labels != classes) & (flat_labels != ignore_index)
@@ -144,9 +144,6 @@ def unlabeled_negative_mask(unreliable: Tensor, ranks: Tensor, low_rank: int,
         raise ValueError(
             f'unreliable {tuple(unreliable.shape)} and ranks '
             f'{tuple(ranks.shape)} disagree in batch or spatial size')
-    num_classes = ranks.shape[1]
-    _check_rank_range(low_rank, 1, num_classes - 1, name='low_rank')
-    _check_rank_range(high_rank, low_rank + 1, num_classes, name='high_rank')
     flat_ranks = _classes_by_pixels(ranks)
     in_band = (flat_ranks >= low_rank) & (flat_ranks < high_rank)
     return unreliable.reshape(1, -1) & in_band
@@ -224,8 +221,7 @@ def info_nce(anchors: Tensor, positives: Tensor, negatives: Tensor,
         raise ValueError(f'valid must be a bool tensor of shape '
                          f'({num_classes},), got {valid.dtype} '
                          f'{tuple(valid.shape)}')
-    if not temperature > 0:
-        raise ValueError(f'temperature must be > 0, got {temperature}')
+    check_number('temperature', temperature, low=0, low_open=True)
     with _float32_math(anchors):
         anchors = F.normalize(anchors.float(), dim=-1, eps=_NORM_EPS)
         positives = F.normalize(positives.float(), dim=-1, eps=_NORM_EPS)
@@ -267,12 +263,6 @@ def sample_anchor_pixels(anchor_mask: Tensor, num_anchors: int,
     if anchor_mask.dtype != torch.bool:
         raise ValueError('anchor_mask must be a bool tensor, got dtype '
                          f'{anchor_mask.dtype}')
-    if anchor_mask.shape[1] == 0:
-        raise ValueError('anchor_mask has no pixels to sample from')
-    if isinstance(num_anchors, bool) or not isinstance(num_anchors, int) \
-            or num_anchors < 1:
-        raise ValueError(
-            f'num_anchors must be a positive int, got {num_anchors!r}')
     has_anchor = anchor_mask.any(dim=1, keepdim=True)
     weights = torch.where(has_anchor, anchor_mask.float(),
                           torch.ones((), device=anchor_mask.device))
@@ -367,11 +357,3 @@ def _check_ignore_index(ignore_index: int, num_classes: int) -> None:
     if 0 <= ignore_index < num_classes:
         raise ValueError(f'ignore_index={ignore_index} collides with a class '
                          f'index in [0, {num_classes})')
-
-
-def _check_rank_range(rank: int, lowest: int, highest: int,
-                      name: str = 'low_rank') -> None:
-    if isinstance(rank, bool) or not isinstance(rank, int) \
-            or not lowest <= rank <= highest:
-        raise ValueError(
-            f'{name} must be an int in [{lowest}, {highest}], got {rank!r}')

@@ -13,20 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...utils.arg_checks import check_number, check_range
+
 # UniMatch / U2PL-style CutMix: the box covers 2% to 40% of the image and
 # its height/width ratio lies in [0.3, 1 / 0.3].
 DEFAULT_AREA_RATIO_RANGE = (0.02, 0.4)
 DEFAULT_ASPECT_RATIO_RANGE = (0.3, 1 / 0.3)
-
-
-def check_ratio_range(value: Sequence[float], name: str,
-                      upper: float) -> Tuple[float, float]:
-    """Check ``value`` is an ordered pair in ``(0, upper]`` and return it."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2 \
-            or not 0 < value[0] <= value[1] <= upper:
-        raise ValueError(f'{name} must be an ordered pair within '
-                         f'(0, {upper}], got {value!r}')
-    return float(value[0]), float(value[1])
 
 
 def sample_cutmix_boxes(
@@ -66,11 +58,10 @@ def sample_cutmix_boxes(
     if batch_size < 0 or height < 1 or width < 1:
         raise ValueError('batch_size must be >= 0 and height, width >= 1, '
                          f'got {batch_size}, {height}, {width}')
-    area_low, area_high = check_ratio_range(area_ratio_range,
-                                            'area_ratio_range', 1.0)
-    aspect_low, aspect_high = check_ratio_range(aspect_ratio_range,
-                                                'aspect_ratio_range',
-                                                math.inf)
+    area_low, area_high = check_range('area_ratio_range', area_ratio_range,
+                                      0, 1, low_open=True)
+    aspect_low, aspect_high = check_range(
+        'aspect_ratio_range', aspect_ratio_range, low=0, low_open=True)
     uniforms = draw_uniforms((batch_size, 4), generator, device,
                              torch.float64)
     area = (area_low + (area_high - area_low) * uniforms[:, 0]) \
@@ -215,8 +206,7 @@ def cutmix_batch(
         actually pasted (empty for unmixed samples) and ``perm`` the source
         indices, both on the images' device.
     """
-    if not 0 <= prob <= 1:
-        raise ValueError(f'prob must be in [0, 1], got {prob}')
+    check_number('prob', prob, 0, 1)
     check_mixable(images, pixel_maps)
     batch_size, _, height, width = images.shape
     device = images.device

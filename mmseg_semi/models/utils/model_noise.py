@@ -28,6 +28,8 @@ from mmseg.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from torch import Tensor, nn
 
+from ...utils.arg_checks import check_choice, check_int, check_number
+
 DROP_PATH_SCHEDULES = ('linear', 'uniform')
 
 
@@ -50,14 +52,9 @@ def stochastic_depth_drop_probs(num_blocks: int,
     Returns:
         ``L`` floats in [0, drop_prob].
     """
-    if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) \
-            or num_blocks < 0:
-        raise ValueError(
-            f'num_blocks must be a non-negative int, got {num_blocks!r}')
-    _check_probability('drop_prob', drop_prob)
-    if schedule not in DROP_PATH_SCHEDULES:
-        raise ValueError(f'schedule must be one of {DROP_PATH_SCHEDULES}, '
-                         f'got {schedule!r}')
+    check_int('num_blocks', num_blocks, minimum=0)
+    check_number('drop_prob', drop_prob, 0, 1)
+    check_choice('schedule', schedule, DROP_PATH_SCHEDULES)
     if schedule == 'uniform':
         return [float(drop_prob)] * num_blocks
     return [
@@ -85,7 +82,6 @@ class ResidualBranchDrop:
     """
 
     def __init__(self, block: nn.Module, drop_prob: float) -> None:
-        _check_probability('drop_prob', drop_prob)
         self.block = block
         self.drop_prob = float(drop_prob)
 
@@ -121,7 +117,7 @@ def add_classifier_dropout(segmentor: nn.Module,
     Returns:
         The same segmentor, modified in place.
     """
-    _check_probability('p', p)
+    check_number('p', p, 0, 1)
     heads = _heads_of(segmentor, 'decode_head', required=True)
     if include_auxiliary:
         heads += _heads_of(segmentor, 'auxiliary_head', required=False)
@@ -196,7 +192,7 @@ def apply_model_noise(segmentor: nn.Module,
     Returns:
         The same segmentor, modified in place.
     """
-    _check_probability('drop_path', drop_path)
+    check_number('drop_path', drop_path, 0, 1)
     add_classifier_dropout(segmentor, dropout)
     if drop_path > 0:
         backbone = getattr(segmentor, 'backbone', None)
@@ -234,9 +230,3 @@ def _heads_of(segmentor: nn.Module, name: str,
     if isinstance(head, nn.ModuleList):
         return list(head)
     return [head]
-
-
-def _check_probability(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not 0.0 <= value <= 1.0:
-        raise ValueError(f'{name} must be a number in [0, 1], got {value!r}')

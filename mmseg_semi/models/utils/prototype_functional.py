@@ -17,12 +17,12 @@ would otherwise run them in float16/bfloat16, where squared feature norms
 overflow and sums over many pixels lose precision. None of them needs
 gradients; the rectifier calls them under ``torch.no_grad``.
 """
-from numbers import Real
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from ...utils.arg_checks import check_int, check_number
 from .pseudo_label_functional import class_argmax
 
 
@@ -62,10 +62,7 @@ def class_feature_means(feats: Tensor,
         raise ValueError(
             f'labels must have shape {(batch, height, width)} to match feats '
             f'{tuple(feats.shape)}, got {tuple(labels.shape)}')
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-            or num_classes < 1:
-        raise ValueError(
-            f'num_classes must be a positive int, got {num_classes!r}')
+    check_int('num_classes', num_classes, minimum=1)
     if valid is not None:
         _check_mask('valid', valid, labels.shape)
 
@@ -112,7 +109,7 @@ def ema_update_prototypes(prototypes: Tensor, initialised: Tensor,
             f'batch_means must have the prototypes\' shape '
             f'{tuple(prototypes.shape)}, got {tuple(batch_means.shape)}')
     _check_mask('batch_present', batch_present, initialised.shape)
-    _check_unit_interval('momentum', momentum)
+    check_number('momentum', momentum, 0, 1)
 
     prototypes = prototypes.float()
     batch_means = batch_means.float()
@@ -148,7 +145,7 @@ def ema_update_class_prior(class_prior: Tensor, counts: Tensor,
         raise ValueError(
             f'class_prior and counts must both have shape (C,), got '
             f'{tuple(class_prior.shape)} and {tuple(counts.shape)}')
-    _check_unit_interval('momentum', momentum)
+    check_number('momentum', momentum, 0, 1)
     class_prior = class_prior.float()
     total = counts.float().sum()
     frequencies = counts.float() / total.clamp_min(1.0)
@@ -216,9 +213,7 @@ def prototype_class_weights(feats: Tensor,
         float32 (B, C, h, w) weights.
     """
     _check_prototypes(prototypes, initialised)
-    if not isinstance(temperature, Real) or isinstance(temperature, bool) \
-            or not temperature > 0:
-        raise ValueError(f'temperature must be > 0, got {temperature!r}')
+    check_number('temperature', temperature, low=0, low_open=True)
     logits = -prototype_distances(feats, prototypes) / temperature
     if log_prior is not None:
         if log_prior.shape != initialised.shape:
@@ -322,9 +317,3 @@ def _check_mask(name: str, mask: Tensor, shape) -> None:
         raise ValueError(
             f'{name} must have shape {tuple(shape)}, got '
             f'{tuple(mask.shape)}')
-
-
-def _check_unit_interval(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, Real) \
-            or not 0.0 <= value <= 1.0:
-        raise ValueError(f'{name} must be a number in [0, 1], got {value!r}')

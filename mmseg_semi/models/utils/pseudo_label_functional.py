@@ -6,12 +6,13 @@ float32 whatever the input dtype, runs on the input's device and performs no
 host synchronisation, so it is safe inside an AMP-enabled training step.
 """
 import math
-from numbers import Real
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ...utils.arg_checks import check_int, check_number
 
 
 def pixel_entropy(probs: Tensor, dim: int = 1, eps: float = 1e-10) -> Tensor:
@@ -33,11 +34,6 @@ def pixel_entropy(probs: Tensor, dim: int = 1, eps: float = 1e-10) -> Tensor:
     if not torch.is_floating_point(probs):
         raise ValueError(
             f'probs must be a floating point tensor, got dtype {probs.dtype}')
-    if not -probs.dim() <= dim < probs.dim():
-        raise ValueError(
-            f'dim={dim} is out of range for probs with {probs.dim()} dims')
-    if not eps > 0:
-        raise ValueError(f'eps must be > 0, got {eps}')
     probs = probs.float()
     # xlogy fuses the product and the log: ~3x faster on CPU than
     # ``probs * probs.clamp_min(eps).log()``, same values.
@@ -102,7 +98,7 @@ def entropy_quantile_threshold(entropy: Tensor, valid_mask: Tensor,
     if valid_mask.dtype != torch.bool:
         raise ValueError(
             f'valid_mask must be a bool tensor, got dtype {valid_mask.dtype}')
-    _check_unit_interval('alpha', alpha)
+    check_number('alpha', alpha, 0, 1)
     device = entropy.device
     if alpha == 0:
         return torch.full((), math.inf, device=device)
@@ -146,15 +142,9 @@ def dynamic_partition_alpha(alpha_0: float, iteration: int,
     Returns:
         ``alpha_t`` as a Python float in [0, alpha_0].
     """
-    _check_unit_interval('alpha_0', alpha_0)
-    if isinstance(iteration, bool) or not isinstance(iteration, int) \
-            or iteration < 0:
-        raise ValueError(
-            f'iteration must be a non-negative int, got {iteration!r}')
-    if isinstance(max_iters, bool) or not isinstance(max_iters, int) \
-            or max_iters <= 0:
-        raise ValueError(
-            f'max_iters must be a positive int, got {max_iters!r}')
+    check_number('alpha_0', alpha_0, 0, 1)
+    check_int('iteration', iteration, minimum=0)
+    check_int('max_iters', max_iters, minimum=1)
     progress = min(iteration / max_iters, 1.0)
     return alpha_0 * (1.0 - progress)
 
@@ -177,8 +167,7 @@ def adaptive_unsup_weight(reliable_mask: Tensor, eta: float = 1.0) -> Tensor:
     if reliable_mask.dtype != torch.bool:
         raise ValueError('reliable_mask must be a bool tensor, got dtype '
                          f'{reliable_mask.dtype}')
-    if not isinstance(eta, Real) or not eta >= 0:
-        raise ValueError(f'eta must be a non-negative number, got {eta!r}')
+    check_number('eta', eta, low=0)
     num_reliable = reliable_mask.sum()
     # clamp_min keeps the division finite; torch.where then zeroes the
     # empty case without a host-side branch.
@@ -214,26 +203,10 @@ def pseudo_label_cross_entropy(logits: Tensor,
     Returns:
         0-dim float32 loss, differentiable w.r.t. ``logits``.
     """
-    if logits.dim() != 4:
-        raise ValueError('logits must have shape (B, C, H, W), got '
-                         f'{tuple(logits.shape)}')
-    if labels.dim() != 3:
-        raise ValueError('labels must have shape (B, H, W), got '
-                         f'{tuple(labels.shape)}')
-    if logits.shape[0] != labels.shape[0] \
-            or logits.shape[2:] != labels.shape[1:]:
-        raise ValueError(
-            f'logits {tuple(logits.shape)} and labels {tuple(labels.shape)} '
-            'disagree in batch or spatial size; resize the logits first')
-    if labels.dtype != torch.long:
-        raise ValueError(
-            f'labels must be an int64 tensor, got dtype {labels.dtype}')
+    # Shapes, label dtype and class_weight's size are checked by
+    # F.cross_entropy; an empty batch would silently give 0 / 0.
     if labels.numel() == 0:
         raise ValueError('labels is empty; cannot average over 0 pixels')
-    if class_weight is not None and class_weight.shape != logits.shape[1:2]:
-        raise ValueError(
-            f'class_weight has shape {tuple(class_weight.shape)}; expected '
-            f'one weight per class ({logits.shape[1]})')
     summed = F.cross_entropy(
         logits.float(),
         labels,
@@ -248,13 +221,6 @@ def pseudo_label_cross_entropy(logits: Tensor,
         # batch has summed == 0 and stays 0.
         summed = summed * num_labeled / weight_sum.clamp_min(1e-12)
     return summed / labels.numel()
-
-
-def _check_unit_interval(name: str, value: float) -> None:
-    """Raise ValueError unless ``value`` is a real number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, Real) \
-            or not 0 <= value <= 1:
-        raise ValueError(f'{name} must be a number in [0, 1], got {value!r}')
 
 
 def class_weighted_avg_factor(label: Tensor, class_weight: Tensor,
