@@ -1,10 +1,9 @@
 """Steer a teacher's arg-max class shares to the labeled data's."""
-from numbers import Real
-
 import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ...utils.arg_checks import check_number
 from ..utils.class_balance_functional import (argmax_class_counts,
                                               ema_class_shares,
                                               scale_class_probabilities,
@@ -53,13 +52,8 @@ class ClassShareAlignment(DistributionAlignment):
                  rate: float = 0.05,
                  share_momentum: float = 0.9) -> None:
         super().__init__(num_classes, momentum, max_ratio)
-        if isinstance(rate, bool) or not isinstance(
-                rate, Real) or not 0 < rate <= 1:
-            raise ValueError(f'rate must be a number in (0, 1], got {rate!r}')
-        if isinstance(share_momentum, bool) or not isinstance(
-                share_momentum, Real) or not 0 <= share_momentum < 1:
-            raise ValueError('share_momentum must be a number in [0, 1), '
-                             f'got {share_momentum!r}')
+        check_number('rate', rate, 0, 1, low_open=True)
+        check_number('share_momentum', share_momentum, 0, 1, high_open=True)
         self.rate = float(rate)
         self.share_momentum = float(share_momentum)
         self.register_buffer('log_factor', torch.zeros(num_classes))

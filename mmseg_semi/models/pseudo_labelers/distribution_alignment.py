@@ -1,11 +1,10 @@
 """Align a teacher's class distribution with the labeled data's."""
-from numbers import Real
-
 import torch
 from mmengine.dist import all_reduce
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...utils.arg_checks import check_int, check_number
 from ..utils.class_balance_functional import (align_distribution,
                                               class_probability_sums,
                                               ema_class_shares)
@@ -41,18 +40,9 @@ class DistributionAlignment(nn.Module):
                  momentum: float = 0.99,
                  max_ratio: float = 10.0) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(
-                num_classes, int) or num_classes < 1:
-            raise ValueError(
-                f'num_classes must be a positive int, got {num_classes!r}')
-        if isinstance(momentum, bool) or not isinstance(
-                momentum, Real) or not 0 <= momentum < 1:
-            raise ValueError(
-                f'momentum must be a number in [0, 1), got {momentum!r}')
-        if isinstance(max_ratio, bool) or not isinstance(
-                max_ratio, Real) or not max_ratio >= 1:
-            raise ValueError(
-                f'max_ratio must be a number >= 1, got {max_ratio!r}')
+        check_int('num_classes', num_classes, minimum=1)
+        check_number('momentum', momentum, 0, 1, high_open=True)
+        check_number('max_ratio', max_ratio, low=1)
         self.num_classes = num_classes
         self.momentum = float(momentum)
         self.max_ratio = float(max_ratio)
