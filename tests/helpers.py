@@ -1,12 +1,14 @@
 """Shared tiny models and CamVid run configs for the tests.
 
-Imported as ``helpers`` (pytest puts this directory on ``sys.path``). A
-test module that imports :func:`single_thread` runs with one torch thread;
-one that imports :func:`config_environment` also gets the mmseg scope and
-memoised ``mmseg::`` config lookups.
+Imported as ``helpers`` from every test folder (``tests/conftest.py`` puts
+this directory on ``sys.path``). A test module that imports
+:func:`single_thread` runs with one torch thread; one that imports
+:func:`config_environment` also gets the mmseg scope and memoised
+``mmseg::`` config lookups.
 """
 import contextlib
 import copy
+import math
 import os
 import os.path as osp
 import socket
@@ -24,7 +26,8 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TESTS_DIR = osp.dirname(osp.abspath(__file__))
+REPO_ROOT = osp.dirname(TESTS_DIR)
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 SPLIT_DIR = osp.join(REPO_ROOT, 'splits', 'camvid')
 MEAN_TEACHER_CONFIG = osp.join(
@@ -361,6 +364,27 @@ def tiny_raw_semi_batch(seed: int = 0) -> dict:
             inputs=dict(weak=weak, strong=[255 - img for img in weak]),
             data_samples=dict(weak=[sample(False), sample(False)],
                               strong=[sample(False), sample(False)])))
+
+
+# ------------------------------------------------- pseudo-label inputs
+def entropy_of(*probs) -> float:
+    """Entropy of one pixel written out term by term (0 log 0 = 0)."""
+    return -sum(p * math.log(p) for p in probs if p > 0)
+
+
+def probs_1x5() -> torch.Tensor:
+    """B=1, C=3, H=1, W=5 teacher probabilities used by several tests.
+
+    Pixel entropies: 0, H(.1,.8,.1), H(.2,.2,.6), ln 3, 0.
+    """
+    pixels = [
+        [1.0, 0.0, 0.0],
+        [0.1, 0.8, 0.1],
+        [0.2, 0.2, 0.6],
+        [1 / 3, 1 / 3, 1 / 3],
+        [0.0, 0.0, 1.0],
+    ]
+    return torch.tensor(pixels).t().reshape(1, 3, 1, 5)
 
 
 # ------------------------------------------------- reading config files

@@ -5,8 +5,8 @@ registries gets a section: its registry and source file, its class
 docstring (converted from the Google/reST style used in the code to
 Markdown), a table of constructor arguments with their defaults and the
 docstring's description of each, and a config snippet. The pages are a
-pure function of the code, so ``tests/test_api_docs.py`` regenerates them
-and compares with the committed files.
+pure function of the code, so ``tests/system/test_api_docs.py`` regenerates
+them and compares with the committed files.
 
 Usage::
 

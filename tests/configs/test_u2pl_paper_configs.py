@@ -15,8 +15,8 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers import (config_environment, config_loader,  # noqa: F401
-                     leaf_datasets, plain)
+from helpers import (CONFIG_DIR, config_environment,  # noqa: F401
+                     config_loader, leaf_datasets, plain)
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
@@ -26,8 +26,6 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg_semi.utils.device_config import GPU_ONLY_NORMS, replace_norm_types
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 HEADS_BASE = osp.join('_base_', 'models', 'u2pl_r101_heads.py')
 HEADS_BASE_KEYS = {
     'u2pl_rep_channels', 'u2pl_rep_head', 'u2pl_contrastive_loss',

@@ -16,8 +16,9 @@ import re
 
 import pytest
 import torch
-from helpers import (config_environment, config_loader,  # noqa: F401
-                     find_transforms, leaf_datasets, plain)
+from helpers import (CONFIG_DIR, REPO_ROOT,  # noqa: F401
+                     config_environment, config_loader, find_transforms,
+                     leaf_datasets, plain)
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
@@ -27,8 +28,6 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg_semi.utils.device_config import GPU_ONLY_NORMS, replace_norm_types
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 os.environ.setdefault(
     'MMSEG_SEMI_CAMVID_ROOT',
     osp.normpath(osp.join(REPO_ROOT, '..', 'shared', 'data', 'camvid')))
@@ -382,19 +381,11 @@ def test_u2pl_mean_teacher(relpath):
         type='EntropyPseudoLabeler', alpha_0=0.2, class_wise=False)
     assert model.class_balance is None
     assert model.cutmix.prob == 0.5
-    assert cfg.train_cfg.type == 'SemiIterBasedTrainLoop'
-    assert cfg.val_cfg.type == 'TeacherStudentValLoop'
     assert plain(cfg.custom_hooks) == [
         dict(type='EMATeacherHook', decay=0.99, warmup=True)
     ]
-    # The method changes nothing in the network or the labeled data.
-    supervised = load(
-        relpath.replace('mean_teacher' + os.sep, 'supervised' + os.sep)
-        .replace('mean-teacher_', ''))
-    assert plain(model.segmentor) == plain(supervised.model)
-    labeled = plain(cfg.train_dataloader)
-    assert labeled == plain(supervised.train_dataloader)
-    assert plain(cfg.optim_wrapper) == plain(supervised.optim_wrapper)
+    # The semi loops, and that the method changes nothing in the network,
+    # the data or the optimiser: test_recipes.py.
 
 
 # ------------------------------------------------- a training step, 65x65

@@ -33,8 +33,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 import mmseg_semi  # noqa: F401
 from mmseg_semi.models.utils.segmentor_forward import forward_logits
-from helpers import (CONFIG_DIR, REPO_ROOT, camvid_root,  # noqa: F401
-                     free_port, gloo_group, seg_preprocessor,
+from helpers import (CONFIG_DIR, REPO_ROOT, TESTS_DIR,  # noqa: F401
+                     camvid_root, free_port, gloo_group, seg_preprocessor,
                      single_thread, spawn_gloo_workers,
                      tiny_camvid_run_config, tiny_mean_teacher_cfg,
                      tiny_segmentor_cfg)
@@ -238,8 +238,10 @@ def dist_train(config: str, work_dir, timeout: int = 600) -> str:
         os.environ,
         PORT=str(free_port()),
         PYTHON=sys.executable,
-        # The training processes import this module for DumpRankState.
-        PYTHONPATH=osp.join(REPO_ROOT, 'tests'),
+        # The training processes import this module for DumpRankState
+        # (it imports helpers from tests/ and test_train_resume from here).
+        PYTHONPATH=os.pathsep.join(
+            [osp.dirname(osp.abspath(__file__)), TESTS_DIR]),
         OMP_NUM_THREADS='1',
         MKL_NUM_THREADS='1',
         MMSEG_SEMI_CAMVID_ROOT=camvid_root())

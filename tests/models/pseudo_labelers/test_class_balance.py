@@ -1,29 +1,24 @@
-"""Class-balanced pseudo-labels: distribution alignment, class-wise
-quantiles, the class-share monitor and the collapse guard, on hand-built
-probability maps with one dominant class."""
-import json
-import logging
+"""Class-balanced pseudo-labels: DistributionAlignment, ClassShareAlignment
+and the class-wise entropy quantile, alone and after the rectifier, on
+hand-built probability maps with one dominant class (the math is in
+tests/models/utils/test_class_balance_functional.py, the monitor and the
+guard hook next to their modules)."""
 import math
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MessageHub
 
-from mmseg_semi.engine.hooks import ClassCollapseGuardHook
 from mmseg_semi.models.pseudo_labelers import (ClassShareAlignment,
                                                ConfidencePseudoLabeler,
                                                DistributionAlignment,
                                                EntropyPseudoLabeler,
                                                PrototypeRectifier)
-from mmseg_semi.models.utils.segmentor_forward import rectified_pseudo_labels
 from mmseg_semi.models.utils.class_balance_functional import (
-    align_distribution, argmax_class_counts, class_pixel_counts,
-    class_probability_sums, classwise_entropy_thresholds, ema_class_shares,
-    scale_class_probabilities, share_controller_step)
-from mmseg_semi.models.utils.class_share_monitor import ClassShareMonitor
+    argmax_class_counts, class_pixel_counts)
 from mmseg_semi.models.utils.pseudo_label_functional import pixel_entropy
+from mmseg_semi.models.utils.segmentor_forward import rectified_pseudo_labels
 
 IGNORE = 255
 
@@ -46,87 +41,7 @@ def dominant_map(seed: int = 0, size=(2, 40, 50), dominant_p=0.95,
     return probs, rare
 
 
-# ------------------------------------------------------------- functional
-def test_class_pixel_counts_equals_bincount_without_ignored_and_masked():
-    gen = torch.Generator().manual_seed(1)
-    labels = torch.randint(0, 5, (3, 7, 9), generator=gen)
-    labels[0, :2] = IGNORE
-    mask = torch.rand(labels.shape, generator=gen) > 0.3
-    counts = class_pixel_counts(labels, 5, mask)
-    kept = labels[mask & (labels != IGNORE)]
-    expected = np.bincount(kept.numpy(), minlength=5)
-    np.testing.assert_array_equal(counts.numpy(), expected)
-    assert counts.dtype == torch.float32
-
-
-def test_class_probability_sums_over_valid_pixels():
-    probs = torch.tensor([[0.7, 0.2], [0.3, 0.8]]).view(1, 2, 1, 2)
-    valid = torch.tensor([[[True, False]]])
-    np.testing.assert_allclose(
-        class_probability_sums(probs, valid).numpy(), [0.7, 0.3])
-
-
-def test_ema_class_shares_starts_at_first_batch_then_averages():
-    running = torch.zeros(3)
-    first = ema_class_shares(running, torch.tensor([2., 2., 0.]), 0.9,
-                             torch.tensor(False))
-    np.testing.assert_allclose(first.numpy(), [0.5, 0.5, 0.0])
-    second = ema_class_shares(first, torch.tensor([0., 0., 4.]), 0.9,
-                              torch.tensor(True))
-    np.testing.assert_allclose(second.numpy(), [0.45, 0.45, 0.1], atol=1e-7)
-    # An empty batch changes nothing.
-    third = ema_class_shares(second, torch.zeros(3), 0.9, torch.tensor(True))
-    np.testing.assert_array_equal(third.numpy(), second.numpy())
-
-
-def test_align_distribution_hand_computed():
-    # One pixel p = (0.8, 0.2); labeled shares (0.5, 0.5); the teacher's
-    # mean prediction (0.8, 0.2): factors (0.625, 2.5) -> (0.5, 0.5) raw
-    # -> normalised (0.5, 0.5).
-    probs = torch.tensor([0.8, 0.2]).view(1, 2, 1, 1)
-    aligned = align_distribution(probs, torch.tensor([0.5, 0.5]),
-                                 torch.tensor([0.8, 0.2]))
-    np.testing.assert_allclose(aligned.flatten().numpy(), [0.5, 0.5],
-                               atol=1e-6)
-    # A second pixel (0.6, 0.4): (0.375, 1.0) / 1.375.
-    probs = torch.tensor([0.6, 0.4]).view(1, 2, 1, 1)
-    aligned = align_distribution(probs, torch.tensor([0.5, 0.5]),
-                                 torch.tensor([0.8, 0.2]))
-    np.testing.assert_allclose(aligned.flatten().numpy(),
-                               [0.375 / 1.375, 1 / 1.375], atol=1e-6)
-
-
-def test_align_distribution_bounds_the_factor_of_an_unpredicted_class():
-    probs = torch.tensor([0.98, 0.01, 0.01]).view(1, 3, 1, 1)
-    aligned = align_distribution(probs, torch.tensor([0.5, 0.25, 0.25]),
-                                 torch.tensor([1.0, 0.0, 0.0]),
-                                 max_ratio=10.0)
-    # Factors clipped to (0.5, 10, 10): (0.49, 0.1, 0.1) / 0.69.
-    np.testing.assert_allclose(aligned.flatten().numpy(),
-                               np.array([0.49, 0.1, 0.1]) / 0.69, atol=1e-6)
-    with pytest.raises(ValueError, match='max_ratio'):
-        align_distribution(probs, torch.ones(3), torch.ones(3), max_ratio=0.5)
-
-
-def test_classwise_thresholds_equal_numpy_percentile_per_class():
-    gen = torch.Generator().manual_seed(3)
-    probs = torch.rand(2, 4, 6, 7, generator=gen).softmax(dim=1)
-    entropy = pixel_entropy(probs)
-    classes = probs.argmax(dim=1)
-    valid = torch.rand(2, 6, 7, generator=gen) > 0.2
-    alpha = 0.3
-    thresholds = classwise_entropy_thresholds(entropy, classes, valid, alpha,
-                                              num_classes=5)
-    for c in range(5):
-        values = entropy[valid & (classes == c)].double().numpy()
-        if values.size == 0:
-            assert thresholds[c] == 0
-        else:
-            np.testing.assert_allclose(
-                thresholds[c].item(),
-                np.percentile(values, 100 * (1 - alpha)), rtol=1e-6)
-    inf = classwise_entropy_thresholds(entropy, classes, valid, 0.0, 5)
-    assert torch.isinf(inf).all()
+# ------------------------------------------------------------ labelers
 
 
 def test_batch_wide_quantile_drops_the_rare_class_classwise_keeps_it():
@@ -265,30 +180,6 @@ def test_distribution_alignment_state_is_saved_and_checked():
             DistributionAlignment(**kwargs)
 
 
-def test_share_controller_step_hand_computed():
-    step = share_controller_step(
-        torch.zeros(3), torch.tensor([0.5, 0.25, 0.25]),
-        torch.tensor([0.25, 0.5, 0.25]), rate=0.1)
-    log2 = math.log(2)
-    torch.testing.assert_close(step, torch.tensor([0.1 * log2, -0.1 * log2,
-                                                   0.0]))
-    # A class never measured moves by at most ``rate`` (error clipped to 1);
-    # the factors stay within [1 / max_ratio, max_ratio].
-    step = share_controller_step(
-        torch.tensor([0.0, 0.68, -0.68]), torch.tensor([0.5, 0.4, 0.1]),
-        torch.tensor([0.0, 0.1, 0.9]), rate=0.1, max_ratio=2.0)
-    torch.testing.assert_close(step, torch.tensor([0.1, log2, -log2]))
-    probs = torch.tensor([0.5, 0.25, 0.25]).view(1, 3, 1, 1)
-    scaled = scale_class_probabilities(probs, torch.tensor([0.0, log2, 0.0]))
-    torch.testing.assert_close(scaled.flatten(),
-                               torch.tensor([0.4, 0.4, 0.2]))
-    valid = torch.tensor([[[True, True, False]]])
-    counts = argmax_class_counts(
-        torch.tensor([[0.9, 0.1, 0.0], [0.1, 0.2, 0.7],
-                      [0.0, 1.0, 0.0]]).t().reshape(1, 3, 1, 3), valid)
-    torch.testing.assert_close(counts, torch.tensor([1.0, 0.0, 1.0]))
-
-
 def class_weighted_teacher_batch(gen: torch.Generator):
     """A batch of true posteriors p (class 0 most frequent) and the
     prediction ``q ~ c p`` of a teacher trained with class weights
@@ -401,138 +292,6 @@ def test_confidence_labeler_with_alignment_keeps_the_rare_class():
     assert (aligned.labels[~rare] == 0).float().mean() > 0.99
 
 
-# ---------------------------------------------------------------- monitor
-def test_class_share_monitor_counts_and_resets():
-    monitor = ClassShareMonitor(num_classes=3)
-    monitor.update_labeled(torch.tensor([5., 0., 1.]))
-    raw = torch.tensor([[0.9, 0.1, 0.0], [0.6, 0.0, 0.4],
-                        [0.2, 0.7, 0.1]]).t().reshape(1, 3, 1, 3)
-    final = torch.tensor([[0.9, 0.1, 0.0], [0.3, 0.0, 0.7],
-                          [0.2, 0.7, 0.1]]).t().reshape(1, 3, 1, 3)
-    pseudo = EntropyPseudoLabeler(alpha_0=0.0)(final)
-    pseudo.labels[0, 0, 1] = IGNORE  # say the labeler dropped pixel 1
-    monitor.update_pseudo(raw, pseudo)
-    counts = monitor.read_and_reset()
-    np.testing.assert_array_equal(counts['labeled'].numpy(), [5, 0, 1])
-    np.testing.assert_array_equal(counts['predicted'].numpy(), [1, 1, 1])
-    np.testing.assert_array_equal(counts['reliable'].numpy(), [1, 1, 0])
-    flips = np.zeros((3, 3))
-    flips[0, 0] = flips[0, 2] = flips[1, 1] = 1  # raw 0 -> final 2 once
-    np.testing.assert_array_equal(counts['flips'].numpy(), flips)
-    assert all(v.sum() == 0 for v in monitor.read_and_reset().values())
-    assert monitor.state_dict() == {}
-
-
-# ------------------------------------------------------------------ guard
-class FakeModel(torch.nn.Module):
-
-    def __init__(self, num_classes=3):
-        super().__init__()
-        self.monitor = ClassShareMonitor(num_classes)
-        self.paused_until = 0
-
-    def class_share_monitors(self):
-        return {'': self.monitor}
-
-    def pause_unsup(self, until_iter):
-        self.paused_until = until_iter
-
-
-class FakeDataset:
-    metainfo = dict(classes=('background', 'shirt', 'bag'))
-
-
-class FakeLoader:
-    dataset = FakeDataset()
-
-
-class FakeRunner:
-
-    def __init__(self, model, log_dir):
-        self.model = model
-        self.iter = 0
-        self.rank = 0
-        self.log_dir = str(log_dir)
-        self.train_dataloader = FakeLoader()
-        self.message_hub = MessageHub.get_instance('class_guard_test')
-        self.logger = logging.getLogger('class_guard_test')
-
-
-def feed_window(model, labeled, pseudo_share, pixels=1000):
-    """One window: labeled counts, and pseudo-labels with the given class
-    shares, all reliable."""
-    model.monitor.update_labeled(torch.tensor(labeled, dtype=torch.float32))
-    counts = [int(round(s * pixels)) for s in pseudo_share]
-    labels = torch.cat([torch.full((n, ), c) for c, n in enumerate(counts)])
-    probs = torch.nn.functional.one_hot(labels, 3).float().t().reshape(
-        1, 3, 1, -1)
-    pseudo = EntropyPseudoLabeler(alpha_0=0.0)(probs)
-    model.monitor.update_pseudo(probs, pseudo)
-
-
-def run_guard(hook, runner, model, shares, labeled=(700., 200., 100.)):
-    for step, share in enumerate(shares):
-        feed_window(model, labeled, share)
-        runner.iter = (step + 1) * hook.interval - 1
-        hook.after_train_iter(runner, batch_idx=runner.iter)
-
-
-def test_guard_fires_on_a_shrinking_class_not_on_stable_ones(
-        tmp_path, caplog):
-    model = FakeModel()
-    runner = FakeRunner(model, tmp_path)
-    hook = ClassCollapseGuardHook(interval=10, min_share_ratio=0.25,
-                                  patience=2, pause_iters=30)
-    # 'bag' (labeled share 0.1) shrinks: 0.1, 0.05, 0.02, 0.01, 0.01.
-    shares = [(0.7, 0.2, 0.1), (0.75, 0.2, 0.05), (0.78, 0.2, 0.02),
-              (0.79, 0.2, 0.01), (0.79, 0.2, 0.01)]
-    with caplog.at_level(logging.WARNING, logger='class_guard_test'):
-        run_guard(hook, runner, model, shares)
-    warnings = [r.getMessage() for r in caplog.records
-                if 'missing class' in r.getMessage()]
-    # Below 0.25 x 0.1 from window 3 on; patience 2 -> once, at window 4.
-    assert len(warnings) == 1
-    assert "'bag'" in warnings[0] and 'iteration 40' in warnings[0]
-    assert model.paused_until == 40 + 30
-    records = [json.loads(line)
-               for line in open(tmp_path / 'class_shares.jsonl')]
-    assert [r['iter'] for r in records] == [10, 20, 30, 40, 50]
-    assert records[-1]['collapsing'] == ['bag']
-    assert records[0]['collapsing'] == []
-    assert records[-1]['pseudo_label_share'][2] == pytest.approx(0.01)
-    assert records[-1]['labeled_share'] == pytest.approx([0.7, 0.2, 0.1])
-    assert records[-1]['min_share_ratio'] == pytest.approx(0.1)
-    assert runner.message_hub.get_scalar(
-        'train/pl_min_share_ratio').current() == pytest.approx(0.1)
-
-
-def test_guard_silent_on_stable_shares_and_during_warm_up(tmp_path, caplog):
-    model = FakeModel()
-    runner = FakeRunner(model, tmp_path)
-    hook = ClassCollapseGuardHook(interval=10, patience=1)
-    # A warm-up window: labeled batches only, no pseudo-labels.
-    model.monitor.update_labeled(torch.tensor([700., 200., 100.]))
-    runner.iter = 9
-    hook.after_train_iter(runner, 9)
-    shares = [(0.72, 0.18, 0.1), (0.68, 0.22, 0.1), (0.7, 0.2, 0.1),
-              (0.75, 0.2, 0.05)]
-    with caplog.at_level(logging.WARNING, logger='class_guard_test'):
-        run_guard(hook, runner, model, shares)
-    assert not [r for r in caplog.records if 'missing' in r.getMessage()]
-    assert model.paused_until == 0
-    assert len(open(tmp_path / 'class_shares.jsonl').readlines()) == 4
-
-
-def test_guard_arguments_are_checked():
-    for kwargs, key in ((dict(interval=0), 'interval'),
-                        (dict(patience=0), 'patience'),
-                        (dict(pause_iters=-1), 'pause_iters'),
-                        (dict(min_share_ratio=0), 'min_share_ratio'),
-                        (dict(min_share_ratio=1.5), 'min_share_ratio')):
-        with pytest.raises(ValueError, match=key):
-            ClassCollapseGuardHook(**kwargs)
-
-
 def test_classwise_labeler_logs_the_mean_pixel_threshold():
     probs, rare = dominant_map()
     pseudo = EntropyPseudoLabeler(alpha_0=0.2, schedule='constant')(probs)
@@ -543,67 +302,3 @@ def test_classwise_labeler_logs_the_mean_pixel_threshold():
     expected = share * rare_gamma + (1 - share) * dominant_gamma
     assert math.isfinite(pseudo.threshold.item())
     assert pseudo.threshold.item() == pytest.approx(expected, rel=1e-4)
-
-
-# ------------------------------------------------------------- segmentors
-def test_mean_teacher_aligns_by_default_and_counts_classes():
-    from test_mean_teacher import build, semi_batch
-    from mmseg_semi.models.utils.segmentor_forward import stack_gt_labels
-    model = build(unsup_start_iter=0)
-    assert isinstance(model.class_balance, DistributionAlignment)
-    assert model.class_balance.num_classes == \
-        model.student.decode_head.num_classes
-    assert model.pseudo_labeler.class_wise
-    model.train()
-    data = model.data_preprocessor(semi_batch(), training=True)
-    losses = model.loss(data['inputs'], data['data_samples'])
-    assert torch.isfinite(losses['unsup_loss_ce'])
-    labels = stack_gt_labels(data['data_samples']['labeled'])
-    num_classes = model.class_balance.num_classes
-    counts = class_pixel_counts(labels, num_classes)
-    torch.testing.assert_close(model.class_balance.labeled_share,
-                               counts / counts.sum())
-    assert bool(model.class_balance.teacher_initialised)
-    [(prefix, monitor)] = model.class_share_monitors().items()
-    assert prefix == ''
-    window = monitor.read_and_reset()
-    torch.testing.assert_close(window['labeled'], counts)
-    valid_pixels = data['inputs']['weak'].shape[0] * \
-        data['inputs']['weak'][0, 0].numel()
-    assert window['predicted'].sum() == valid_pixels
-    assert window['flips'].sum() == valid_pixels
-
-
-def test_paused_unsupervised_loss_and_the_paper_switches():
-    from test_mean_teacher import build, semi_batch
-    model = build(unsup_start_iter=0, class_balance=None,
-                  pseudo_labeler=dict(type='EntropyPseudoLabeler',
-                                      class_wise=False))
-    assert model.class_balance is None
-    assert not model.pseudo_labeler.class_wise
-    model.train()
-    data = model.data_preprocessor(semi_batch(), training=True)
-    model.pause_unsup(5)
-    model.set_train_progress(3, 10)
-    assert 'unsup_loss_ce' not in model.loss(data['inputs'],
-                                             data['data_samples'])
-    model.set_train_progress(5, 10)
-    assert 'unsup_loss_ce' in model.loss(data['inputs'],
-                                         data['data_samples'])
-
-
-def test_dual_student_has_one_alignment_and_monitor_per_teacher():
-    from test_dual_student import build_model, semi_batch
-    model = build_model(class_balance=dict(type='DistributionAlignment'))
-    inputs, samples = semi_batch()
-    model.train()
-    losses = model.loss(inputs, samples)
-    assert torch.isfinite(losses['unsup1_own_loss_ce'])
-    assert model.class_balance1 is not model.class_balance2
-    for balance in (model.class_balance1, model.class_balance2):
-        assert bool(balance.labeled_initialised)
-        assert bool(balance.teacher_initialised)
-    monitors = model.class_share_monitors()
-    assert list(monitors) == ['teacher1/', 'teacher2/']
-    for monitor in monitors.values():
-        assert monitor.read_and_reset()['predicted'].sum() > 0

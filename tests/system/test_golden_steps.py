@@ -16,7 +16,7 @@ moved more, because pseudo-label and anchor selections are discrete.
 Record anew only for an intended
 change of the training step, and say why in the commit::
 
-    python tests/test_golden_steps.py --record
+    python tests/system/test_golden_steps.py --record
 """
 import importlib.util
 import json
@@ -31,10 +31,12 @@ import torch
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
-from helpers import (CONFIG_DIR, REPO_ROOT, single_thread,  # noqa: F401
-                     tiny_camvid_run_config)
+# Run as a script, this folder is on sys.path but not tests/ (helpers.py).
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from helpers import (CONFIG_DIR, REPO_ROOT, TESTS_DIR,  # noqa: E402,F401
+                     single_thread, tiny_camvid_run_config)
 
-GOLDEN_FILE = osp.join(osp.dirname(__file__), 'data', 'golden_steps.json')
+GOLDEN_FILE = osp.join(TESTS_DIR, 'data', 'golden_steps.json')
 STEPS = 3
 RTOL = 1e-5
 ATOL = 1e-7

@@ -14,6 +14,7 @@ from torch import nn
 
 import mmseg
 import mmseg_semi  # noqa: F401  (applies the patches)
+from helpers import TESTS_DIR
 from mmseg_semi.utils import adapt_config_to_device, compat
 
 
@@ -317,12 +318,11 @@ def test_plain_mmseg_training_is_unchanged_by_import(tmp_path):
     identically where mmseg fails (class weights with ignored pixels)."""
     script = tmp_path / 'supervised_steps.py'
     script.write_text(SUPERVISED_STEPS)
-    tests_dir = osp.dirname(osp.abspath(__file__))
     for loss in ('plain', 'weighted'):
         outputs = {}
         for mode in ('without', 'with'):
             result = subprocess.run(
-                [sys.executable, str(script), mode, tests_dir, loss],
+                [sys.executable, str(script), mode, TESTS_DIR, loss],
                 capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, result.stderr[-2000:]
             outputs[mode] = [

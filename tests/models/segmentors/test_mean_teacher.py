@@ -22,7 +22,11 @@ from mmseg.apis import inference_model, init_model
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg_semi.engine.hooks.ema_teacher_hook import ema_update_
-from mmseg_semi.models.utils.segmentor_forward import valid_pixel_mask
+from mmseg_semi.models.pseudo_labelers import DistributionAlignment
+from mmseg_semi.models.utils.class_balance_functional import \
+    class_pixel_counts
+from mmseg_semi.models.utils.segmentor_forward import (stack_gt_labels,
+                                                       valid_pixel_mask)
 
 init_default_scope('mmseg')
 IGNORE = 255
@@ -201,7 +205,8 @@ def test_loss_keys_and_gradients_reach_only_the_student():
 
 
 def test_unsup_loss_matches_hand_computation():
-    # The raw softmax (tests/test_class_balance.py covers the alignment).
+    # The raw softmax (tests/models/pseudo_labelers/test_class_balance.py
+    # covers the alignment).
     model = build(
         pseudo_labeler=dict(type='EntropyPseudoLabeler', alpha_0=0.3),
         unsup_weight=0.5,
@@ -267,6 +272,49 @@ def test_pseudo_labels_ignore_padded_pixels():
     # and the full loss runs on such a batch
     losses = model.loss(data['inputs'], data['data_samples'])
     assert torch.isfinite(losses['unsup_loss_ce'])
+
+
+def test_mean_teacher_aligns_by_default_and_counts_classes():
+    model = build(unsup_start_iter=0)
+    assert isinstance(model.class_balance, DistributionAlignment)
+    assert model.class_balance.num_classes == \
+        model.student.decode_head.num_classes
+    assert model.pseudo_labeler.class_wise
+    model.train()
+    data = model.data_preprocessor(semi_batch(), training=True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert torch.isfinite(losses['unsup_loss_ce'])
+    labels = stack_gt_labels(data['data_samples']['labeled'])
+    num_classes = model.class_balance.num_classes
+    counts = class_pixel_counts(labels, num_classes)
+    torch.testing.assert_close(model.class_balance.labeled_share,
+                               counts / counts.sum())
+    assert bool(model.class_balance.teacher_initialised)
+    [(prefix, monitor)] = model.class_share_monitors().items()
+    assert prefix == ''
+    window = monitor.read_and_reset()
+    torch.testing.assert_close(window['labeled'], counts)
+    valid_pixels = data['inputs']['weak'].shape[0] * \
+        data['inputs']['weak'][0, 0].numel()
+    assert window['predicted'].sum() == valid_pixels
+    assert window['flips'].sum() == valid_pixels
+
+
+def test_paused_unsupervised_loss_and_the_paper_switches():
+    model = build(unsup_start_iter=0, class_balance=None,
+                  pseudo_labeler=dict(type='EntropyPseudoLabeler',
+                                      class_wise=False))
+    assert model.class_balance is None
+    assert not model.pseudo_labeler.class_wise
+    model.train()
+    data = model.data_preprocessor(semi_batch(), training=True)
+    model.pause_unsup(5)
+    model.set_train_progress(3, 10)
+    assert 'unsup_loss_ce' not in model.loss(data['inputs'],
+                                             data['data_samples'])
+    model.set_train_progress(5, 10)
+    assert 'unsup_loss_ce' in model.loss(data['inputs'],
+                                         data['data_samples'])
 
 
 # ------------------------------------------------------------- predict

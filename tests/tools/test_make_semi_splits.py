@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL_PATH = REPO_ROOT / 'tools' / 'dataset_converters' / 'make_semi_splits.py'
 CAMVID_ROOT = Path(
     os.environ.get('MMSEG_SEMI_CAMVID_ROOT',

@@ -1,9 +1,10 @@
-"""End-to-end training on the real CamVid through tools/train.py.
+"""End-to-end training on the real CamVid (and CCP) through tools/train.py.
 
 Small runs of the repository's configs (64x64 crops, batch 2, a few
 iterations, validation on 2 images): a resumed mean-teacher run ends with
 exactly the weights of an uninterrupted one, the supervised config trains,
-and tools/dist_train.sh trains with two CPU processes.
+the CCP mean-teacher config trains with the collapse guard, and
+tools/dist_train.sh trains with two CPU processes.
 """
 import glob
 import importlib.util
@@ -14,14 +15,15 @@ import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-from helpers import (MEAN_TEACHER_CONFIG, REPO_ROOT,  # noqa: F401
-                     SUPERVISED_CONFIG, camvid_root, free_port, single_thread,
-                     tiny_camvid_run_config)
+from helpers import (CONFIG_DIR, MEAN_TEACHER_CONFIG,  # noqa: F401
+                     REPO_ROOT, SUPERVISED_CONFIG, camvid_root, ccp_root,
+                     free_port, single_thread, tiny_camvid_run_config)
 from mmseg.registry import HOOKS
 
 
@@ -162,6 +164,32 @@ def test_supervised_config_trains(tmp_path, train_tool):
     assert all(r['decode.loss_ce'] > 0 for r in losses)
     val = [r for r in records if 'mIoU' in r]
     assert [r['step'] for r in val] == [2]
+
+
+def test_ccp_mean_teacher_trains_and_the_guard_writes_shares(
+        tmp_path, train_tool, monkeypatch):
+    monkeypatch.setenv('MMSEG_SEMI_CCP_ROOT', ccp_root())
+    config = tmp_path / 'mt_ccp.py'
+    config.write_text(
+        tiny_camvid_run_config(
+            osp.join(CONFIG_DIR, 'mean_teacher',
+                     'mean-teacher_deeplabv3plus_effnetlite0-d16_1xb4-1k_'
+                     'ccp-1-8-320x256.py'),
+            semi=True, max_iters=4, data_root=ccp_root()) +
+        "custom_hooks = [dict(type='EMATeacherHook', decay=0.99, "
+        "warmup=True), dict(type='ClassCollapseGuardHook', interval=2)]\n")
+    work_dir = tmp_path / 'work'
+    train(train_tool, config, work_dir, 'mt_ccp')
+    losses = [r for r in scalars(work_dir) if 'unsup_loss_ce' in r]
+    assert [r['step'] for r in losses] == [2, 3, 4]
+    assert all(np.isfinite(r['unsup_loss_ce']) for r in losses)
+    shares_files = list(work_dir.glob('*/class_shares.jsonl'))
+    assert len(shares_files) == 1
+    records = [json.loads(line) for line in open(shares_files[0])]
+    assert [r['iter'] for r in records] == [2, 4]
+    assert records[0]['classes'][9] == 'bag'
+    assert sum(records[-1]['labeled_share']) == pytest.approx(1, abs=1e-4)
+    assert sum(records[-1]['predicted_share']) == pytest.approx(1, abs=1e-4)
 
 
 def test_dist_train_two_cpu_processes(tmp_path):
