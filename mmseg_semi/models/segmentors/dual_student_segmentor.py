@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
+from ...utils.arg_checks import check_bool
 from ...utils.checkpoint_loading import load_stage2_state
 from ..pseudo_labelers import PseudoLabels
 from ..utils.mutual_learning_functional import mutual_learning_losses
@@ -118,6 +119,11 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             class distribution with the labeled data's after rectification
             (``DistributionAlignment`` by default, one per teacher), or None
             for the paper's raw softmax.
+        remove_class_weights: Divide each teacher's softmax by the class
+            weights of its student's supervised loss before pseudo-labelling:
+            a network trained with weights ``c`` predicts ``q_k ~ c_k p(k|x)``
+            and its arg-max over-predicts the up-weighted classes (a no-op
+            without class weights, e.g. the papers' configs).
         stage2_init: RML's second stage: ``dict(checkpoint=PATH,
             load_rectifiers=True)`` names a checkpoint of this segmentor
             (stage 1); :meth:`init_weights` starts both teacher ``i`` and
@@ -149,6 +155,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
                  unsup_class_weight: Optional[Sequence[float]] = None,
                  class_balance: Optional[dict] = dict(
                      type='DistributionAlignment'),
+                 remove_class_weights: bool = True,
                  stage2_init: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  unsup_start_iter: int = 0,
@@ -174,11 +181,12 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         self.pseudo_labeler = MODELS.build(pseudo_labeler)
         # Both networks first, then the components: the order in which
         # they draw their random initial weights.
+        check_bool('remove_class_weights', remove_class_weights)
         pairs = [
             TeacherStudent(segmentor1, self.pseudo_labeler, '1',
-                           student1_noise),
+                           student1_noise, remove_class_weights),
             TeacherStudent(segmentor2, self.pseudo_labeler, '2',
-                           student2_noise)
+                           student2_noise, remove_class_weights)
         ]
         check_same_num_classes(pairs[0].student, pairs[1].student)
         for pair in pairs:

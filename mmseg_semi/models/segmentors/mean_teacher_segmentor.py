@@ -3,6 +3,7 @@ from typing import List, Optional, Sequence
 from torch import Tensor
 
 from mmseg.registry import MODELS
+from ...utils.arg_checks import check_bool
 from ..pseudo_labelers import PseudoLabels
 from ..utils import pseudo_label_cross_entropy
 from .semi_base_segmentor import SemiBaseSegmentor, loss_weight
@@ -61,6 +62,11 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             class distribution with the labeled data's before labelling
             (``DistributionAlignment``, the default; its ``num_classes`` is
             the student's), or None for the papers' raw softmax.
+        remove_class_weights: Divide each teacher's softmax by the class
+            weights of its student's supervised loss before pseudo-labelling:
+            a network trained with weights ``c`` predicts ``q_k ~ c_k p(k|x)``
+            and its arg-max over-predicts the up-weighted classes (a no-op
+            without class weights, e.g. the papers' configs).
         data_preprocessor, unsup_start_iter, predict_on, channels_last,
             init_cfg: see :class:`SemiBaseSegmentor`.
     """
@@ -77,6 +83,7 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
                  unsup_class_weight: Optional[Sequence[float]] = None,
                  class_balance: Optional[dict] = dict(
                      type='DistributionAlignment'),
+                 remove_class_weights: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  unsup_start_iter: int = 0,
                  predict_on: str = 'teacher',
@@ -94,7 +101,11 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             init_cfg=init_cfg)
         self.unsup_weight = loss_weight('unsup_weight', unsup_weight)
         self.pseudo_labeler = MODELS.build(pseudo_labeler)
-        pair = TeacherStudent(segmentor, self.pseudo_labeler)
+        pair = TeacherStudent(
+            segmentor,
+            self.pseudo_labeler,
+            remove_class_weights=check_bool('remove_class_weights',
+                                            remove_class_weights))
         pair.build_components(rectifier, class_balance, rep_head,
                               contrastive_loss)
         self.register_pairs([pair])

@@ -9,12 +9,14 @@ from torch import Tensor, nn
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from ..pseudo_labelers import PseudoLabels
+from ..utils.class_balance_functional import remove_class_weights
 from ..utils.class_share_monitor import ClassShareMonitor
 from ..utils.contrastive_functional import resize_pixel_maps
 from ..utils.cutmix import paste_from, resize_mask
 from ..utils.model_noise import apply_model_noise
 from ..utils.segmentor_forward import (classifier_in_channels,
                                        classifier_input_module,
+                                       decode_loss_class_weight,
                                        forward_logits, freeze,
                                        rectified_pseudo_labels,
                                        segmentor_loss_with_features,
@@ -39,7 +41,8 @@ ROLE_GROUPS = (
 
 class TeacherOutput(NamedTuple):
     """A teacher's step on the weak view."""
-    #: float32 (B, C, H, W) raw softmax.
+    #: float32 (B, C, H, W) teacher softmax (without the supervised class
+    #: weights when the pair removes them).
     probs: Tensor
     #: The labeler's result on the rectified, aligned softmax.
     pseudo: PseudoLabels
@@ -69,6 +72,9 @@ class TeacherStudent:
         name: Suffix of the pair's attribute names and log keys.
         noise: Optional ``apply_model_noise`` arguments (RML's noisy
             students); the teacher is copied after the noise is added.
+        remove_class_weights: Divide the teacher's softmax by the class
+            weights of the student's supervised loss before anything else
+            (:func:`remove_class_weights`); nothing to do without weights.
         rectifier: Optional ``PrototypeRectifier`` config.
         class_balance: Optional class-balance config
             (``DistributionAlignment``).
@@ -81,8 +87,13 @@ class TeacherStudent:
                  segmentor: dict,
                  pseudo_labeler: nn.Module,
                  name: str = '',
-                 noise: Optional[dict] = None) -> None:
+                 noise: Optional[dict] = None,
+                 remove_class_weights: bool = True) -> None:
         self.name = name
+        self.remove_class_weights = remove_class_weights
+        # (weights list, device) -> tensor: one host-to-device copy per
+        # change of the weights, not one per step.
+        self._class_weight_cache = (None, None, None)
         self.pseudo_labeler = pseudo_labeler
         self.student = MODELS.build(segmentor)
         if noise is not None:
@@ -185,11 +196,26 @@ class TeacherStudent:
             monitor = None
         need_feats = self.with_contrastive or rectifier is not None
         logits, feats = forward_logits(self.teacher, weak, need_feats)
-        probs = logits.float().softmax(dim=1)
+        probs = self.teacher_posterior(logits)
         pseudo = rectified_pseudo_labels(self.pseudo_labeler, rectifier,
                                          probs, feats, valid, progress,
                                          class_balance, monitor)
         return TeacherOutput(probs, pseudo, feats)
+
+    def teacher_posterior(self, logits: Tensor) -> Tensor:
+        """float32 softmax of the teacher's logits, divided by the
+        supervised loss's class weights when the pair removes them."""
+        probs = logits.float().softmax(dim=1)
+        weight = decode_loss_class_weight(self.student) \
+            if self.remove_class_weights else None
+        if weight is None:
+            return probs
+        cached_list, device, tensor = self._class_weight_cache
+        if cached_list is not weight or device != probs.device:
+            tensor = torch.as_tensor(weight, dtype=torch.float32,
+                                     device=probs.device)
+            self._class_weight_cache = (weight, probs.device, tensor)
+        return remove_class_weights(probs, tensor)
 
     def student_logits(self, strong: Tensor
                        ) -> Tuple[Tensor, Optional[Tensor]]:
@@ -203,7 +229,7 @@ class TeacherStudent:
         (U2PL's labeled positives and negatives come from the teacher)."""
         logits, feats = forward_logits(self.teacher, inputs,
                                        with_features=True)
-        return logits.float().softmax(dim=1), feats
+        return self.teacher_posterior(logits), feats
 
     def contrastive_term(self, labeled_inputs: Tensor,
                          labeled_samples: SampleList, student_feat_l: Tensor,

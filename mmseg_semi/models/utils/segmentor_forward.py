@@ -57,6 +57,19 @@ def classifier_in_channels(decode_head: nn.Module) -> int:
     return in_channels
 
 
+def decode_loss_class_weight(segmentor: nn.Module) -> Optional[List[float]]:
+    """The ``class_weight`` of the segmentor's decode-head loss (the first
+    loss that has one, for a list of losses), or None when unweighted."""
+    losses = segmentor.decode_head.loss_decode
+    if not isinstance(losses, nn.ModuleList):
+        losses = [losses]
+    for loss in losses:
+        weight = getattr(loss, 'class_weight', None)
+        if weight is not None:
+            return weight
+    return None
+
+
 @contextmanager
 def capture_classifier_input(decode_head: nn.Module) -> Iterator[list]:
     """Record the decoder feature that enters the classifier.

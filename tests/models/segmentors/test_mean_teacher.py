@@ -637,3 +637,33 @@ def test_init_weights_makes_the_teacher_the_student():
         model.student.decode_head.conv_seg.weight.add_(1.0)
     assert not torch.equal(model.teacher.state_dict()[head],
                            model.student.state_dict()[head])
+
+
+def test_teacher_posterior_removes_the_supervised_class_weights():
+    """With class weights on the student's loss, the teacher step divides
+    the teacher's softmax by them (``remove_class_weights``, the default);
+    the labeler sees the unweighted posterior. Without weights, or with the
+    option off, it is the plain softmax."""
+    weight = [0.2, 1.0, 5.0]
+    segmentor = tiny_segmentor_cfg()
+    segmentor['decode_head']['loss_decode'] = dict(
+        type='ClassWeightedCrossEntropyLoss', class_weight=weight)
+    data = None
+    for remove, expected_weight in ((True, weight), (False, None)):
+        model = build(segmentor=copy.deepcopy(segmentor), class_balance=None,
+                      remove_class_weights=remove)
+        model.eval()
+        if data is None:
+            data = model.data_preprocessor(semi_batch(), training=True)
+        weak = data['inputs']['weak']
+        valid = torch.ones(weak.shape[:1] + weak.shape[2:], dtype=bool)
+        output = model.pairs[0].pseudo_label(weak, valid, (1, 10))
+        with torch.no_grad():
+            probs = logits_at_input_size(model.teacher, weak).softmax(dim=1)
+        if expected_weight is not None:
+            probs = probs / torch.tensor(expected_weight).view(1, -1, 1, 1)
+            probs = probs / probs.sum(dim=1, keepdim=True)
+        torch.testing.assert_close(output.probs, probs)
+        torch.testing.assert_close(output.pseudo.probs, probs)
+    with pytest.raises(ValueError, match='remove_class_weights'):
+        build(remove_class_weights=1)

@@ -10,7 +10,7 @@ import torch
 from mmseg_semi.models.utils.class_balance_functional import (
     align_distribution, argmax_class_counts, class_pixel_counts,
     class_probability_sums, classwise_entropy_thresholds, ema_class_shares,
-    scale_class_probabilities, share_controller_step)
+    remove_class_weights, scale_class_probabilities, share_controller_step)
 from mmseg_semi.models.utils.pseudo_label_functional import pixel_entropy
 
 IGNORE = 255
@@ -120,3 +120,23 @@ def test_share_controller_step_hand_computed():
         torch.tensor([[0.9, 0.1, 0.0], [0.1, 0.2, 0.7],
                       [0.0, 1.0, 0.0]]).t().reshape(1, 3, 1, 3), valid)
     torch.testing.assert_close(counts, torch.tensor([1.0, 0.0, 1.0]))
+
+
+def test_remove_class_weights_by_hand():
+    probs = torch.tensor([0.5, 0.3, 0.2]).view(1, 3, 1, 1)
+    # 0.5 / 1, 0.3 / 3, 0.2 -> 0 (a class of weight 0 was never labeled).
+    unweighted = remove_class_weights(probs, torch.tensor([1.0, 3.0, 0.0]))
+    torch.testing.assert_close(unweighted.flatten(),
+                               torch.tensor([5 / 6, 1 / 6, 0.0]))
+
+
+def test_remove_class_weights_recovers_the_unweighted_posterior():
+    """A teacher trained with class weights c predicts q ~ c p; dividing by
+    c gives p back exactly, and with it p's arg-max."""
+    gen = torch.Generator().manual_seed(2)
+    true = torch.randn(2, 4, 6, 6, generator=gen).softmax(dim=1)
+    weight = torch.tensor([0.05, 1.0, 2.5, 8.0])
+    biased = true * weight.view(1, -1, 1, 1)
+    biased = biased / biased.sum(dim=1, keepdim=True)
+    assert (biased.argmax(1) != true.argmax(1)).float().mean() > 0.3
+    torch.testing.assert_close(remove_class_weights(biased, weight), true)
