@@ -13,6 +13,11 @@ class weights became ``class_weight='median_frequency'``, computed exactly
 by ``LabeledClassWeightHook`` instead of lists rounded to 4 decimals: step
 1 moved by at most 1.2e-5 (relative); later steps of the RML compositions
 moved more, because pseudo-label and anchor selections are discrete.
+And when the teacher step began to divide the teacher's softmax by the
+supervised class weights (``remove_class_weights``, on by default): the
+unsupervised terms of every config with class weights changed; the
+supervised-only first step and the PSPNet composition (no class weights)
+did not.
 Record anew only for an intended
 change of the training step, and say why in the commit::
 
