@@ -719,6 +719,19 @@ def test_pseudo_label_quality_from_confusion_by_hand():
     empty = tool.quality_from_confusion(
         torch.tensor([[3, 0], [0, 0]]))
     assert empty['iou'][0] == 1.0 and math.isnan(empty['iou'][1])
+    report = tool.markdown_report(quality, quality, 1.0, ['a', 'b', 'c'])
+    mean = 100 * (1 / 2 + 2 / 5 + 1 / 3) / 3
+    assert report.splitlines()[-1] == f'| mean (mIoU) | | | {mean:.2f} |'
+
+
+def test_split_names_get_the_datasets_image_suffix():
+    """A split file lists names without suffix; the tools add the
+    dataset's own (CCP's photos are .jpg, CamVid's frames .png)."""
+    tool = load_tool('analysis_tools', 'visualize_pseudo_labels.py')
+    assert tool.dataset_img_suffix(dict(type='CCPDataset')) == '.jpg'
+    assert tool.dataset_img_suffix(dict(type='CamVidDataset')) == '.png'
+    assert tool.dataset_img_suffix(
+        dict(type='CCPDataset', img_suffix='.webp')) == '.webp'
 
 
 def test_u2pl_step_breakdown_times_each_part_and_restores_the_model():

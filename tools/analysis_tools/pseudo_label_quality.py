@@ -28,9 +28,9 @@ from mmengine.utils import ProgressBar
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from visualize_pseudo_labels import (  # noqa: E402
-    find_label, inference_pipeline, label_locations, read_label,
-    resolve_images, schedule_progress, teacher_outputs, teacher_pair,
-    training_dataset_cfg)
+    dataset_img_suffix, find_label, inference_pipeline, label_locations,
+    read_label, resolve_images, schedule_progress, teacher_outputs,
+    teacher_pair, training_dataset_cfg)
 
 from mmseg_semi.utils.checkpoint_loading import \
     build_model_from_checkpoint  # noqa: E402
@@ -92,6 +92,10 @@ def markdown_report(all_pixels: dict, reliable: dict, reliable_fraction: float,
             f"| {name} | {100 * all_pixels['gt_share'][index]:.1f}% | "
             f"{100 * all_pixels['predicted_share'][index]:.1f}% | "
             + ('-' if iou != iou else f'{100 * iou:.1f}') + ' |')
+    ious = [iou for iou in all_pixels['iou'] if iou == iou]
+    if ious:
+        mean_iou = 100 * sum(ious) / len(ious)
+        lines.append(f'| mean (mIoU) | | | {mean_iou:.2f} |')
     return '\n'.join(lines)
 
 
@@ -105,7 +109,7 @@ def main(argv=None) -> str:
     data_root = dataset.get('data_root') or ''
     img_dir = (dataset.get('data_prefix') or {}).get('img_path', '')
     images = resolve_images(args.images, osp.join(data_root, img_dir),
-                            '.png')[:args.num]
+                            dataset_img_suffix(dataset))[:args.num]
     locations = label_locations(cfg)
     labeled = [(path, find_label(path, locations)) for path in images]
     labeled = [(path, label) for path, label in labeled if label is not None]

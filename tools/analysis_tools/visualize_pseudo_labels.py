@@ -29,6 +29,7 @@ Examples:
 """
 import argparse
 import copy
+import inspect
 import math
 import os
 import os.path as osp
@@ -41,6 +42,7 @@ from mmengine.utils import ProgressBar
 from PIL import Image, ImageDraw
 
 import mmseg_semi  # noqa: F401  (registers modules, applies patches)
+from mmseg.registry import DATASETS
 from mmseg_semi.models.utils.segmentor_forward import valid_pixel_mask
 from mmseg_semi.utils.checkpoint_loading import build_model_from_checkpoint
 
@@ -74,7 +76,9 @@ def parse_args(argv=None):
         help='image folder under --data-root (default: that dataset\'s '
         'data_prefix.img_path)')
     parser.add_argument(
-        '--img-suffix', default='.png', help='suffix added to split names')
+        '--img-suffix',
+        default=None,
+        help="suffix added to split names (default: the dataset's)")
     parser.add_argument('--out-dir', required=True, help='where PNGs go')
     parser.add_argument(
         '--num', type=int, help='visualise at most this many images')
@@ -105,6 +109,21 @@ def training_dataset_cfg(cfg: Config) -> dict:
         if loader and loader.get('dataset'):
             return loader['dataset']
     return {}
+
+
+def dataset_img_suffix(dataset: dict) -> str:
+    """The image suffix of a dataset config: its ``img_suffix``, else the
+    registered dataset class's default (CamVid '.png', CCP '.jpg')."""
+    if dataset.get('img_suffix'):
+        return dataset['img_suffix']
+    with DATASETS.switch_scope_and_registry('mmseg') as registry:
+        dataset_cls = registry.get(dataset.get('type', ''))
+    if dataset_cls is None:
+        return '.png'
+    parameter = inspect.signature(dataset_cls.__init__).parameters.get(
+        'img_suffix')
+    return parameter.default if parameter is not None and \
+        parameter.default is not inspect.Parameter.empty else '.png'
 
 
 def resolve_images(items: Sequence[str], image_dir: Optional[str],
@@ -352,7 +371,7 @@ def main(argv=None) -> List[str]:
     img_dir = args.img_dir if args.img_dir is not None else (
         dataset.get('data_prefix') or {}).get('img_path', '')
     images = resolve_images(args.images, osp.join(data_root, img_dir),
-                            args.img_suffix)
+                            args.img_suffix or dataset_img_suffix(dataset))
     if args.num is not None:
         images = images[:args.num]
     if not images:
