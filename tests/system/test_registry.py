@@ -19,7 +19,7 @@ COMPONENTS = {
         'EfficientNetLite', 'MultiBranchDataPreprocessor',
         'MeanTeacherSegmentor', 'DualStudentSegmentor',
         'EntropyPseudoLabeler', 'ConfidencePseudoLabeler',
-        'DistributionAlignment', 'ClassShareAlignment',
+        'DistributionAlignment',
         'PrototypeRectifier', 'RepresentationHead', 'U2PLContrastiveLoss',
         'ClassWeightedCrossEntropyLoss',
         'ClassMemoryBank', 'DeepLabV2Head'

@@ -136,11 +136,6 @@ model = dict(
     class_balance=dict(
         type='DistributionAlignment', num_classes=11, momentum=0.99))
 """,
-    'ClassShareAlignment': """\
-# Steers the teacher's arg-max class shares to the labeled ones.
-model = dict(
-    class_balance=dict(type='ClassShareAlignment', num_classes=11, rate=0.05))
-""",
     'ConfidencePseudoLabeler': """\
 model = dict(
     pseudo_labeler=dict(type='ConfidencePseudoLabeler', threshold=0.95))

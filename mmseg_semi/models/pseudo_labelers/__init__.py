@@ -1,5 +1,4 @@
 from .base_pseudo_labeler import BasePseudoLabeler
-from .class_share_alignment import ClassShareAlignment
 from .confidence_pseudo_labeler import ConfidencePseudoLabeler
 from .distribution_alignment import DistributionAlignment
 from .entropy_pseudo_labeler import EntropyPseudoLabeler
@@ -7,7 +6,6 @@ from .pseudo_labels import PseudoLabels
 
 __all__ = [
     'BasePseudoLabeler',
-    'ClassShareAlignment',
     'ConfidencePseudoLabeler',
     'DistributionAlignment',
     'EntropyPseudoLabeler',

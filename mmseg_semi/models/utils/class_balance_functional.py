@@ -3,7 +3,7 @@
 A batch-wide reliability rule (U2PL's alpha_t entropy quantile, a FixMatch
 confidence threshold) keeps the most certain pixels whatever their class, so
 where one class dominates, the rare classes lose their pseudo-labels first
-and self-training drifts to the dominant class. Four remedies live here:
+and self-training drifts to the dominant class. Three remedies live here:
 
 * distribution alignment (Berthelot et al., "ReMixMatch", ICLR 2020,
   Sec. 3.2): scale the teacher's probabilities by the ratio of the labeled
@@ -16,10 +16,7 @@ and self-training drifts to the dominant class. Four remedies live here:
   pixels of each predicted class, so each class keeps ``1 - alpha_t`` of its
   own pixels;
 * removal of the supervised loss's class weights from the teacher's
-  softmax, whose arg-max otherwise over-predicts the up-weighted classes;
-* arg-max share control: per-class factors on the teacher's probabilities,
-  moved by an integral step until the arg-max class shares (what hard
-  pseudo-labels carry) equal the labeled shares.
+  softmax, whose arg-max otherwise over-predicts the up-weighted classes.
 
 Every function runs on the input's device in float32 (float64 for order
 statistics) without host synchronisation.
@@ -129,75 +126,6 @@ def align_distribution(probs: Tensor,
     ratio = ratio.clamp(1.0 / max_ratio, max_ratio)
     aligned = probs.float() * ratio.view(1, -1, 1, 1)
     return aligned / aligned.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def argmax_class_counts(probs: Tensor, valid: Tensor) -> Tensor:
-    """Number of valid pixels whose arg-max is each class, float32 (C,).
-
-    Hard pseudo-labels carry the arg-max, so its class shares, not the mean
-    probabilities, are what :func:`share_controller_step` steers.
-
-    Args:
-        probs: (B, C, H, W) probabilities (or logits).
-        valid: bool (B, H, W).
-    """
-    num_classes = probs.shape[1]
-    classes = probs.argmax(dim=1)
-    return class_pixel_counts(classes, num_classes, valid, ignore_index=-1)
-
-
-def share_controller_step(log_factor: Tensor,
-                          target_shares: Tensor,
-                          measured_shares: Tensor,
-                          rate: float,
-                          max_ratio: float = 10.0,
-                          eps: float = 1e-6) -> Tensor:
-    """One integral step that moves the arg-max shares to the target shares.
-
-    ``f_k <- clip(f_k + rate * clip(log(target_k / measured_k), +-1),
-    +-log(max_ratio))``
-    where ``f`` is the log of the per-class factor that multiplies the
-    teacher's probabilities and ``measured`` the arg-max shares of the
-    probabilities after the factor. An over-predicted class
-    (``measured > target``) loses weight, an under-predicted one gains it,
-    and the step is zero where both agree, so the fixed point is arg-max
-    shares equal to the labeled shares whatever made them differ (class
-    weights in the supervised loss, a dominant class). Unlike ReMixMatch's
-    ratio of mean probabilities (:func:`align_distribution`), this fixes the
-    quantity that hard pseudo-labels carry: a class-weighted teacher can
-    have the right mean probability for a class and still be its arg-max
-    on 2-3x its share of pixels (docs/benchmarks/class_balance.md).
-
-    Args:
-        log_factor: float32 (C,) current log factors.
-        target_shares: (C,) labeled class shares.
-        measured_shares: (C,) arg-max shares under ``log_factor``.
-        rate: Integral gain in (0, 1].
-        max_ratio: Bound of each factor (>= 1).
-        eps: Floor of both share vectors.
-
-    Returns:
-        The new float32 (C,) log factors.
-    """
-    if max_ratio < 1:
-        raise ValueError(f'max_ratio must be >= 1, got {max_ratio!r}')
-    # Clipped so that a class missing from the first batches (measured ~0)
-    # cannot swing its factor to the bound in one step.
-    error = (target_shares.float().clamp_min(eps).log() -
-             measured_shares.float().clamp_min(eps).log()).clamp(-1.0, 1.0)
-    bound = math.log(max_ratio)
-    return (log_factor.float() + rate * error).clamp(-bound, bound)
-
-
-def scale_class_probabilities(probs: Tensor, log_factor: Tensor) -> Tensor:
-    """``Normalize(p(k|x) * exp(f_k))`` over the class dimension, float32.
-
-    Args:
-        probs: (B, C, H, W) probabilities.
-        log_factor: (C,) log factors.
-    """
-    scaled = probs.float() * log_factor.float().exp().view(1, -1, 1, 1)
-    return scaled / scaled.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def remove_class_weights(probs: Tensor, class_weight: Tensor) -> Tensor:

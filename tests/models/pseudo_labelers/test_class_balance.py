@@ -1,6 +1,6 @@
-"""Class-balanced pseudo-labels: DistributionAlignment, ClassShareAlignment
-and the class-wise entropy quantile, alone and after the rectifier, on
-hand-built probability maps with one dominant class (the math is in
+"""Class-balanced pseudo-labels: DistributionAlignment and the class-wise
+entropy quantile, alone and after the rectifier, on hand-built probability
+maps with one dominant class (the math is in
 tests/models/utils/test_class_balance_functional.py, the monitor and the
 guard hook next to their modules)."""
 import math
@@ -10,13 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmseg_semi.models.pseudo_labelers import (ClassShareAlignment,
-                                               ConfidencePseudoLabeler,
+from mmseg_semi.models.pseudo_labelers import (ConfidencePseudoLabeler,
                                                DistributionAlignment,
                                                EntropyPseudoLabeler,
                                                PrototypeRectifier)
-from mmseg_semi.models.utils.class_balance_functional import (
-    argmax_class_counts, class_pixel_counts)
 from mmseg_semi.models.utils.pseudo_label_functional import pixel_entropy
 from mmseg_semi.models.utils.segmentor_forward import rectified_pseudo_labels
 
@@ -178,100 +175,6 @@ def test_distribution_alignment_state_is_saved_and_checked():
                         (dict(num_classes=3, max_ratio=0.5), 'max_ratio')):
         with pytest.raises(ValueError, match=key):
             DistributionAlignment(**kwargs)
-
-
-def class_weighted_teacher_batch(gen: torch.Generator):
-    """A batch of true posteriors p (class 0 most frequent) and the
-    prediction ``q ~ c p`` of a teacher trained with class weights
-    c = (0.2, 1, 5)."""
-    logits = 1.5 * torch.randn(4, 3, 16, 16, generator=gen)
-    logits[:, 0] += 1.0
-    true = logits.softmax(dim=1)
-    biased = true * torch.tensor([0.2, 1.0, 5.0]).view(1, 3, 1, 1)
-    return true, biased / biased.sum(dim=1, keepdim=True)
-
-
-def test_class_share_alignment_matches_the_labeled_argmax_shares():
-    """The class-weighted teacher is the arg-max of class 2 on 70% of the
-    pixels, whose true share is 24%. Mean-probability alignment leaves it at
-    39%; the share controller brings every class within 0.02 of its labeled
-    share."""
-    gen = torch.Generator().manual_seed(0)
-    true = torch.cat([class_weighted_teacher_batch(gen)[0]
-                      for _ in range(50)])
-    labeled = class_pixel_counts(true.argmax(dim=1), 3)
-    target = labeled / labeled.sum()
-    valid = torch.ones(4, 16, 16, dtype=torch.bool)
-
-    def shares_after_warm_up(alignment):
-        alignment.update_labeled(labeled)
-        gen = torch.Generator().manual_seed(1)
-        for _ in range(150):
-            alignment(class_weighted_teacher_batch(gen)[1], valid)
-        counts = sum(
-            argmax_class_counts(
-                alignment(class_weighted_teacher_batch(gen)[1], valid), valid)
-            for _ in range(20))
-        return counts / counts.sum()
-
-    raw = argmax_class_counts(class_weighted_teacher_batch(gen)[1], valid)
-    assert raw[2] / raw.sum() > 0.6
-    mean_aligned = shares_after_warm_up(DistributionAlignment(3, 0.0))
-    assert mean_aligned[2] - target[2] > 0.1
-    controlled = shares_after_warm_up(ClassShareAlignment(3, 0.0))
-    assert (controlled - target).abs().max() < 0.02
-
-
-def test_class_share_alignment_keeps_the_rare_class_reliable():
-    """The dominant map (rare class at p=0.6 on 5% of the pixels, 20% of
-    the labeled ones, hidden under class 0 on 16% more): after a few dozen
-    batches the class-wise entropy labeler's reliable pixels are about 20%
-    rare-class, as the labeled data. (Class 1 is in neither the map nor the
-    labeled data; a class the teacher never predicts but the labeled data
-    has would be lifted up to ``max_ratio`` and take the pixels with the
-    smallest margins.)"""
-    probs, rare = dominant_map()
-    gen = torch.Generator().manual_seed(7)
-    hidden = (~rare) & (torch.rand(rare.shape, generator=gen) < 0.16)
-    jitter = 0.02 * torch.rand(int(hidden.sum()), generator=gen)
-    probs[:, 0][hidden] = 0.55 - jitter
-    probs[:, 1][hidden] = 0.05
-    probs[:, 2][hidden] = 0.40 + jitter
-    valid = torch.ones_like(rare)
-    balance = ClassShareAlignment(3, momentum=0.0)
-    labeler = EntropyPseudoLabeler(alpha_0=0.2, schedule='constant')
-    before = rectified_pseudo_labels(labeler, None, probs, None, valid,
-                                     (0, 1), balance)
-    assert ((before.labels == 2).sum() / before.reliable.sum()) < 0.07
-    balance.update_labeled(torch.tensor([80., 0., 20.]))
-    for _ in range(80):
-        pseudo = rectified_pseudo_labels(labeler, None, probs, None, valid,
-                                         (0, 1), balance)
-    share = (pseudo.labels == 2).sum() / pseudo.reliable.sum()
-    assert 0.15 < share.item() < 0.25
-    assert balance.log_factor[2] > 0.5
-
-
-def test_class_share_alignment_state_is_saved_and_checked():
-    balance = ClassShareAlignment(num_classes=3)
-    assert 'log_factor' in balance.state_dict()
-    balance.update_labeled(torch.tensor([1., 1., 2.]))
-    probs = torch.tensor([0.6, 0.3, 0.1]).view(1, 3, 1, 1).expand(1, 3, 2, 2)
-    balance(probs, torch.ones(1, 2, 2).bool())
-    assert balance.log_factor[2] > 0 > balance.log_factor[0]
-    restored = ClassShareAlignment(num_classes=3)
-    restored.load_state_dict(balance.state_dict())
-    torch.testing.assert_close(restored.log_factor, balance.log_factor)
-    # A checkpoint of the mean-probability alignment loads with factors 1.
-    fresh = ClassShareAlignment(num_classes=3)
-    fresh.load_state_dict(DistributionAlignment(num_classes=3).state_dict())
-    assert torch.count_nonzero(fresh.log_factor) == 0
-    with pytest.raises(ValueError, match='3 classes'):
-        balance(torch.full((1, 4, 2, 2), 0.25), torch.ones(1, 2, 2).bool())
-    for kwargs, key in ((dict(rate=0.0), 'rate'),
-                        (dict(share_momentum=1.0), 'share_momentum')):
-        with pytest.raises(ValueError, match=key):
-            ClassShareAlignment(3, **kwargs)
 
 
 def test_confidence_labeler_with_alignment_keeps_the_rare_class():

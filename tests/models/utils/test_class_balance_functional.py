@@ -1,16 +1,14 @@
 """Class-balance math (models/utils/class_balance_functional.py): class
 counts and shares, distribution alignment, class-wise entropy quantiles and
 the share controller, on hand-computed values."""
-import math
-
 import numpy as np
 import pytest
 import torch
 
 from mmseg_semi.models.utils.class_balance_functional import (
-    align_distribution, argmax_class_counts, class_pixel_counts,
+    align_distribution, class_pixel_counts,
     class_probability_sums, classwise_entropy_thresholds, ema_class_shares,
-    remove_class_weights, scale_class_probabilities, share_controller_step)
+    remove_class_weights)
 from mmseg_semi.models.utils.pseudo_label_functional import pixel_entropy
 
 IGNORE = 255
@@ -96,30 +94,6 @@ def test_classwise_thresholds_equal_numpy_percentile_per_class():
                 np.percentile(values, 100 * (1 - alpha)), rtol=1e-6)
     inf = classwise_entropy_thresholds(entropy, classes, valid, 0.0, 5)
     assert torch.isinf(inf).all()
-
-
-def test_share_controller_step_hand_computed():
-    step = share_controller_step(
-        torch.zeros(3), torch.tensor([0.5, 0.25, 0.25]),
-        torch.tensor([0.25, 0.5, 0.25]), rate=0.1)
-    log2 = math.log(2)
-    torch.testing.assert_close(step, torch.tensor([0.1 * log2, -0.1 * log2,
-                                                   0.0]))
-    # A class never measured moves by at most ``rate`` (error clipped to 1);
-    # the factors stay within [1 / max_ratio, max_ratio].
-    step = share_controller_step(
-        torch.tensor([0.0, 0.68, -0.68]), torch.tensor([0.5, 0.4, 0.1]),
-        torch.tensor([0.0, 0.1, 0.9]), rate=0.1, max_ratio=2.0)
-    torch.testing.assert_close(step, torch.tensor([0.1, log2, -log2]))
-    probs = torch.tensor([0.5, 0.25, 0.25]).view(1, 3, 1, 1)
-    scaled = scale_class_probabilities(probs, torch.tensor([0.0, log2, 0.0]))
-    torch.testing.assert_close(scaled.flatten(),
-                               torch.tensor([0.4, 0.4, 0.2]))
-    valid = torch.tensor([[[True, True, False]]])
-    counts = argmax_class_counts(
-        torch.tensor([[0.9, 0.1, 0.0], [0.1, 0.2, 0.7],
-                      [0.0, 1.0, 0.0]]).t().reshape(1, 3, 1, 3), valid)
-    torch.testing.assert_close(counts, torch.tensor([1.0, 0.0, 1.0]))
 
 
 def test_remove_class_weights_by_hand():
