@@ -120,10 +120,12 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             (``DistributionAlignment`` by default, one per teacher), or None
             for the paper's raw softmax.
         remove_class_weights: Divide each teacher's softmax by the class
-            weights of its student's supervised loss before pseudo-labelling:
-            a network trained with weights ``c`` predicts ``q_k ~ c_k p(k|x)``
-            and its arg-max over-predicts the up-weighted classes (a no-op
-            without class weights, e.g. the papers' configs).
+            weights of its student's supervised loss, raised to the training
+            progress ``t / T``, before pseudo-labelling: a network trained
+            with weights ``c`` predicts ``q_k ~ c_k p(k|x)`` and its arg-max
+            over-predicts the up-weighted classes, while a weak early
+            teacher's unweighted posterior is mostly the dominant class (a
+            no-op without class weights, e.g. the papers' configs).
         stage2_init: RML's second stage: ``dict(checkpoint=PATH,
             load_rectifiers=True)`` names a checkpoint of this segmentor
             (stage 1); :meth:`init_weights` starts both teacher ``i`` and

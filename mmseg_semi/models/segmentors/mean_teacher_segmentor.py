@@ -63,10 +63,12 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             (``DistributionAlignment``, the default; its ``num_classes`` is
             the student's), or None for the papers' raw softmax.
         remove_class_weights: Divide each teacher's softmax by the class
-            weights of its student's supervised loss before pseudo-labelling:
-            a network trained with weights ``c`` predicts ``q_k ~ c_k p(k|x)``
-            and its arg-max over-predicts the up-weighted classes (a no-op
-            without class weights, e.g. the papers' configs).
+            weights of its student's supervised loss, raised to the training
+            progress ``t / T``, before pseudo-labelling: a network trained
+            with weights ``c`` predicts ``q_k ~ c_k p(k|x)`` and its arg-max
+            over-predicts the up-weighted classes, while a weak early
+            teacher's unweighted posterior is mostly the dominant class (a
+            no-op without class weights, e.g. the papers' configs).
         data_preprocessor, unsup_start_iter, predict_on, channels_last,
             init_cfg: see :class:`SemiBaseSegmentor`.
     """

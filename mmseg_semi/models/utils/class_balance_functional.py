@@ -27,6 +27,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ...utils.arg_checks import check_number
+
 
 def class_pixel_counts(labels: Tensor,
                        num_classes: int,
@@ -128,30 +130,34 @@ def align_distribution(probs: Tensor,
     return aligned / aligned.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def remove_class_weights(probs: Tensor, class_weight: Tensor) -> Tensor:
+def remove_class_weights(probs: Tensor,
+                         class_weight: Tensor,
+                         power: float = 1.0) -> Tensor:
     """The posterior of a network trained with class-weighted cross-entropy,
-    without the weights: ``p(k|x) = Normalize(q_k / c_k)``.
+    with its weights' prior removed: ``Normalize(q_k / c_k ** power)``.
 
     Cross-entropy with class weights ``c`` is minimised by ``q_k ~ c_k
     p(k|x)`` (the weights act as a class prior), so the arg-max of such a
-    teacher over-predicts every up-weighted class. On CCP 1/8 an RML
-    teacher's arg-max covered 2.9x the true share of ``hair`` and 3.7x of
-    ``footwear``; dividing by the median-frequency weights raised its
-    pseudo-labels' mIoU on 60 unlabeled photos from 36.8 to 39.9
-    (docs/benchmarks/class_balance.md). A class of weight 0 (never in the
-    labeled data) gets probability 0.
+    teacher over-predicts every up-weighted class; ``power=1`` returns the
+    unweighted posterior ``p``, ``power=0`` leaves ``q`` as it is. A class
+    of weight 0 (never in the labeled data) gets probability 0 for any
+    ``power > 0``.
 
     Args:
         probs: (B, C, H, W) softmax ``q``.
         class_weight: (C,) non-negative weights ``c`` of the supervised loss.
+        power: Exponent in [0, 1] (the segmentors use the training progress
+            ``t / T``).
 
     Returns:
         float32 (B, C, H, W) probabilities that sum to 1 per pixel.
     """
+    check_number('power', power, 0, 1)
     weight = class_weight.float()
-    inverse = torch.where(weight > 0, 1.0 / weight.clamp_min(1e-12),
-                          torch.zeros_like(weight))
-    unweighted = probs.float() * inverse.view(1, -1, 1, 1)
+    absent = 1.0 if power == 0 else 0.0
+    factor = torch.where(weight > 0, weight.clamp_min(1e-12).pow(-power),
+                         torch.full_like(weight, absent))
+    unweighted = probs.float() * factor.view(1, -1, 1, 1)
     return unweighted / unweighted.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 

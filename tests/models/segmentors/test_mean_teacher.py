@@ -640,10 +640,10 @@ def test_init_weights_makes_the_teacher_the_student():
 
 
 def test_teacher_posterior_removes_the_supervised_class_weights():
-    """With class weights on the student's loss, the teacher step divides
-    the teacher's softmax by them (``remove_class_weights``, the default);
-    the labeler sees the unweighted posterior. Without weights, or with the
-    option off, it is the plain softmax."""
+    """With class weights c on the student's loss, the teacher step divides
+    the teacher's softmax by c ** (t / T) (``remove_class_weights``, the
+    default); the labeler sees that posterior. With the option off it is
+    the plain softmax."""
     weight = [0.2, 1.0, 5.0]
     segmentor = tiny_segmentor_cfg()
     segmentor['decode_head']['loss_decode'] = dict(
@@ -657,13 +657,17 @@ def test_teacher_posterior_removes_the_supervised_class_weights():
             data = model.data_preprocessor(semi_batch(), training=True)
         weak = data['inputs']['weak']
         valid = torch.ones(weak.shape[:1] + weak.shape[2:], dtype=bool)
-        output = model.pairs[0].pseudo_label(weak, valid, (1, 10))
-        with torch.no_grad():
-            probs = logits_at_input_size(model.teacher, weak).softmax(dim=1)
-        if expected_weight is not None:
-            probs = probs / torch.tensor(expected_weight).view(1, -1, 1, 1)
-            probs = probs / probs.sum(dim=1, keepdim=True)
-        torch.testing.assert_close(output.probs, probs)
-        torch.testing.assert_close(output.pseudo.probs, probs)
+        for progress in ((0, 10), (4, 10), (10, 10)):
+            output = model.pairs[0].pseudo_label(weak, valid, progress)
+            with torch.no_grad():
+                probs = logits_at_input_size(model.teacher,
+                                             weak).softmax(dim=1)
+            if expected_weight is not None:
+                power = progress[0] / progress[1]
+                probs = probs / torch.tensor(expected_weight).view(
+                    1, -1, 1, 1)**power
+                probs = probs / probs.sum(dim=1, keepdim=True)
+            torch.testing.assert_close(output.probs, probs)
+            torch.testing.assert_close(output.pseudo.probs, probs)
     with pytest.raises(ValueError, match='remove_class_weights'):
         build(remove_class_weights=1)

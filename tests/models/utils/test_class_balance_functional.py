@@ -114,3 +114,14 @@ def test_remove_class_weights_recovers_the_unweighted_posterior():
     biased = biased / biased.sum(dim=1, keepdim=True)
     assert (biased.argmax(1) != true.argmax(1)).float().mean() > 0.3
     torch.testing.assert_close(remove_class_weights(biased, weight), true)
+    # power 0 leaves the softmax as it is (a weight-0 class included);
+    # 0.5 divides by sqrt(c).
+    weight[0] = 0.0
+    torch.testing.assert_close(remove_class_weights(biased, weight, 0.0),
+                               biased)
+    half = biased / weight.clamp_min(1e-12).sqrt().view(1, -1, 1, 1)
+    half[:, 0] = 0
+    torch.testing.assert_close(remove_class_weights(biased, weight, 0.5),
+                               half / half.sum(dim=1, keepdim=True))
+    with pytest.raises(ValueError, match='power'):
+        remove_class_weights(biased, weight, 1.5)
