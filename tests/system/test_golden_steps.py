@@ -17,7 +17,7 @@ And when the teacher step began to divide the teacher's softmax by the
 supervised class weights (``remove_class_weights``, on by default): the
 unsupervised terms of every config with class weights changed; the
 supervised-only first step and the PSPNet composition (no class weights)
-did not.
+did not. Once more when the division became ``c ** (t / T)``.
 Record anew only for an intended
 change of the training step, and say why in the commit::
 
