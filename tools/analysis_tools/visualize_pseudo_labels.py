@@ -43,6 +43,7 @@ from PIL import Image, ImageDraw
 
 import mmseg_semi  # noqa: F401  (registers modules, applies patches)
 from mmseg.registry import DATASETS
+from mmseg_semi.models.utils.pseudo_label_functional import pixel_entropy
 from mmseg_semi.models.utils.segmentor_forward import valid_pixel_mask
 from mmseg_semi.utils.checkpoint_loading import build_model_from_checkpoint
 
@@ -329,7 +330,8 @@ def visualize_image(model, teacher_name, pair, pipeline, image_path: str,
         (f'{teacher_name} prediction',
          colour_labels(crop(probs.argmax(dim=1)), palette)),
         ('entropy (0 - log C)',
-         colour_entropy(crop(pseudo.entropy), num_classes)),
+         colour_entropy(crop(pixel_entropy(pseudo.probs, dim=1)),
+                        num_classes)),
         (f'reliable {reliable.mean():.0%} (iter {progress[0]}/'
          f'{progress[1]})', (reliable[..., None] * np.full(3, 255)).astype(
              np.uint8)),

@@ -4,7 +4,6 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...utils.arg_checks import check_number
-from ..utils.pseudo_label_functional import pixel_entropy
 from .base_pseudo_labeler import BasePseudoLabeler
 from .pseudo_labels import PseudoLabels
 
@@ -40,7 +39,6 @@ class ConfidencePseudoLabeler(BasePseudoLabeler):
             reliable=reliable,
             valid=valid_mask,
             probs=probs,
-            entropy=pixel_entropy(probs, dim=1),
             weight=torch.tensor(
                 self.weight, dtype=torch.float32, device=probs.device),
             threshold=torch.tensor(

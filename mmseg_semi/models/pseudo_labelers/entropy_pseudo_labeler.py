@@ -94,7 +94,6 @@ class EntropyPseudoLabeler(BasePseudoLabeler):
             reliable=reliable,
             valid=valid_mask,
             probs=probs,
-            entropy=entropy,
             weight=weight,
             threshold=threshold,
             alpha=alpha)

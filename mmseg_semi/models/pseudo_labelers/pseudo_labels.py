@@ -20,7 +20,6 @@ class PseudoLabels:
         reliable: bool (B, H, W) pixels whose pseudo-label is trusted.
         valid: bool (B, H, W) pixels of real image content (not padding).
         probs: float32 (B, C, H, W) teacher probabilities that were used.
-        entropy: float32 (B, H, W) per-pixel entropy of ``probs``.
         weight: 0-dim float32 weight for the unsupervised loss.
         threshold: 0-dim float32 selection threshold (the entropy threshold
             ``gamma_t`` or the confidence threshold).
@@ -34,7 +33,6 @@ class PseudoLabels:
     reliable: Tensor
     valid: Tensor
     probs: Tensor
-    entropy: Tensor
     weight: Tensor
     threshold: Tensor
     alpha: Optional[float] = None

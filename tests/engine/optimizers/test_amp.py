@@ -129,7 +129,7 @@ def test_entropy_and_pseudo_label_ce_are_float32(dtype):
                                rtol=0)
     pseudo = EntropyPseudoLabeler(alpha_0=0.2)(probs.to(dtype), None,
                                                (1, 10))
-    assert pseudo.entropy.dtype == pseudo.weight.dtype == torch.float32
+    assert pseudo.probs.dtype == pseudo.weight.dtype == torch.float32
     logits = torch.randn(2, 3, 4, 4) * 30  # large: overflows if not fp32
     labels = torch.randint(0, 3, (2, 4, 4))
     loss = pseudo_label_cross_entropy(logits.to(dtype), labels)
