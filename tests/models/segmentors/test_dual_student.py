@@ -11,12 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import (CONFIG_DIR, REPO_ROOT, camvid_root, seg_preprocessor,
-                     tiny_segmentor_cfg)
+                     tiny_labeled_samples, tiny_segmentor_cfg)
 from mmengine.config import Config, ConfigDict
 from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 
 import mmseg_semi  # noqa: F401
@@ -135,20 +133,7 @@ def build_model(**kwargs):
 
 
 def data_samples(batch, size=SIZE, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    samples = []
-    for _ in range(batch):
-        sample = SegDataSample(
-            metainfo=dict(
-                img_shape=(size, size),
-                ori_shape=(size, size),
-                pad_shape=(size, size),
-                padding_size=[0, 0, 0, 0]))
-        labels = torch.randint(0, NUM_CLASSES, (1, size, size),
-                               generator=generator)
-        sample.gt_sem_seg = PixelData(data=labels)
-        samples.append(sample)
-    return samples
+    return tiny_labeled_samples(batch, seed, size, NUM_CLASSES)
 
 
 def semi_batch(batch=2, seed=0):
