@@ -6,7 +6,6 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
-from ...utils.arg_checks import check_bool
 from ...utils.checkpoint_loading import load_stage2_state
 from ..pseudo_labelers import PseudoLabels
 from ..utils.mutual_learning_functional import mutual_learning_losses
@@ -183,7 +182,6 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         self.pseudo_labeler = MODELS.build(pseudo_labeler)
         # Both networks first, then the components: the order in which
         # they draw their random initial weights.
-        check_bool('remove_class_weights', remove_class_weights)
         pairs = [
             TeacherStudent(segmentor1, self.pseudo_labeler, '1',
                            student1_noise, remove_class_weights),

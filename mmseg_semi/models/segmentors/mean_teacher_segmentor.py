@@ -3,7 +3,6 @@ from typing import List, Optional, Sequence
 from torch import Tensor
 
 from mmseg.registry import MODELS
-from ...utils.arg_checks import check_bool
 from ..pseudo_labelers import PseudoLabels
 from ..utils import pseudo_label_cross_entropy
 from .semi_base_segmentor import SemiBaseSegmentor, loss_weight
@@ -106,8 +105,7 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
         pair = TeacherStudent(
             segmentor,
             self.pseudo_labeler,
-            remove_class_weights=check_bool('remove_class_weights',
-                                            remove_class_weights))
+            remove_class_weights=remove_class_weights)
         pair.build_components(rectifier, class_balance, rep_head,
                               contrastive_loss)
         self.register_pairs([pair])

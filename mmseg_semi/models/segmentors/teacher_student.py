@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
+from ...utils.arg_checks import check_bool
 from ..pseudo_labelers import PseudoLabels
 from ..utils.class_balance_functional import remove_class_weights
 from ..utils.class_share_monitor import ClassShareMonitor
@@ -91,7 +92,8 @@ class TeacherStudent:
                  noise: Optional[dict] = None,
                  remove_class_weights: bool = True) -> None:
         self.name = name
-        self.remove_class_weights = remove_class_weights
+        self.remove_class_weights = check_bool('remove_class_weights',
+                                               remove_class_weights)
         # (weights list, device) -> tensor: one host-to-device copy per
         # change of the weights, not one per step.
         self._class_weight_cache = (None, None, None)
