@@ -109,6 +109,34 @@ def tiny_segmentor_cfg(num_classes: int = 3) -> dict:
         test_cfg=dict(mode='whole'))
 
 
+#: Channels of the tiny DeepLabV3+ head: ``sep_bottleneck`` reads the ASPP
+#: output (``channels``) joined with the low-level one (``c1_channels``).
+TINY_DLV3P_CHANNELS, TINY_DLV3P_C1_CHANNELS = 16, 4
+
+
+def tiny_deeplabv3plus_cfg(num_classes: int = 3) -> dict:
+    """:func:`tiny_segmentor_cfg` with mmseg's DeepLabV3+ head
+    (DepthwiseSeparableASPPHead): ASPP on the last stage (64 channels,
+    stride 8), low-level features from the first (8 channels, stride 4)."""
+    cfg = tiny_segmentor_cfg(num_classes)
+    cfg['backbone']['out_indices'] = (0, 1, 2, 3)
+    cfg['decode_head'] = dict(
+        type='DepthwiseSeparableASPPHead',
+        in_channels=64,
+        in_index=3,
+        channels=TINY_DLV3P_CHANNELS,
+        dilations=(1, 2),
+        c1_in_channels=8,
+        c1_channels=TINY_DLV3P_C1_CHANNELS,
+        dropout_ratio=0.0,
+        num_classes=num_classes,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        align_corners=False,
+        loss_decode=dict(
+            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0))
+    return cfg
+
+
 def tiny_mean_teacher_cfg(**kwargs) -> dict:
     cfg = dict(
         type='MeanTeacherSegmentor',

@@ -22,8 +22,11 @@ model = dict(
         type='EntropyPseudoLabeler', alpha_0=0.2, class_wise=False),
     class_balance=None,
     # U2PL CutMixes the unlabeled batch in half of the steps; here each
-    # image is mixed with probability 0.5.
-    cutmix=dict(prob=0.5),
+    # image is mixed with probability 0.5. Its box (generate_cutout_mask,
+    # ratio 2) covers half the image, its sides between half and all of the
+    # image's: height/width in [0.5, 2] on these square crops.
+    cutmix=dict(
+        prob=0.5, area_ratio_range=(0.5, 0.5), aspect_ratio_range=(0.5, 2.0)),
     unsup_start_iter=620)
 train_cfg = dict(
     type='SemiIterBasedTrainLoop',

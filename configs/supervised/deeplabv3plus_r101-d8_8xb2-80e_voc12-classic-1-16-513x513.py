@@ -11,13 +11,12 @@ _base_ = [
 ]
 crop_size = (513, 513)
 data_preprocessor = dict(size=crop_size)
-# U2PL's released configs train both heads with OHEM (pixels whose
-# true-class probability is below 0.7, at least 100,000 per GPU batch:
-# mmseg's min_kept counts per image, 2 x 50,000) and align corners
+# U2PL's VOC configs train the decoder alone with plain cross-entropy
+# (experiments/pascal/*/config.yaml: criterion CELoss, no aux_loss; OHEM and
+# the auxiliary head belong to its Cityscapes configs), and align corners
 # (513 = 64 * 8 + 1).
-ohem = dict(type='OHEMPixelSampler', thresh=0.7, min_kept=50000)
 model = dict(
     data_preprocessor=data_preprocessor,
-    decode_head=dict(num_classes=21, align_corners=True, sampler=ohem),
-    auxiliary_head=dict(num_classes=21, align_corners=True, sampler=ohem))
+    decode_head=dict(num_classes=21, align_corners=True),
+    auxiliary_head=None)
 train_cfg = dict(max_iters=480)

@@ -1,10 +1,16 @@
 """RML's paper-setting configs: DeepLabv2 ResNet-101 students on Cityscapes
 (1/30, 1/8, 1/4) and PASCAL VOC train_aug (1/100, 1/50, 1/20, 1/8), two
-stages each, and a DeepLabv2 + SETR heterogeneous pair.
+stages each, a DeepLabv2 + SETR heterogeneous pair, and the ablation
+configs of the paper's Table 4 (Cityscapes 1/8) and Table 5 (IML with the
+heterogeneous pair).
 
-Every config parses and carries the settings below; one homogeneous and the
-heterogeneous config are built in full (four networks, SyncBN as BN, no
-ImageNet download) and run one training step on 2 images of 32x32.
+Every config parses and carries the settings below (Sec. 5.2: 90k
+iterations at batch 4 on Cityscapes, 60k at batch 10 on VOC, per stage;
+the strong view is RandAugment's photometric ops plus CutMix); each
+ablation config is its full RML config but for what its row leaves out.
+One homogeneous, the heterogeneous and the IML config are built in full
+(four networks, SyncBN as BN, no ImageNet download) and run one training
+step on 2 images of 32x32.
 """
 import glob
 import importlib.util
@@ -26,11 +32,13 @@ from mmseg_semi.utils.device_config import GPU_ONLY_NORMS, replace_norm_types
 register_all_modules(init_default_scope=True)
 
 RML_DIR = osp.join(CONFIG_DIR, 'rml')
-PREFIX = 'rml_deeplabv2_r101-d8_4xb4-40k_'
-HETERO = ('rml_deeplabv2_r101-d8_setr-pup_vit-b16_4xb4-40k_'
+PREFIX = 'rml_deeplabv2_r101-d8_'
+HETERO = ('rml_deeplabv2_r101-d8_setr-pup_vit-b16_2xb2-90k_'
           'cityscapes-1-30-256x512')
 # The paper's settings as the configs implement them; labeled counts are
-# ceil(fraction * pool), what make_semi_splits.py writes.
+# ceil(fraction * pool), what make_semi_splits.py writes. Schedule (Sec.
+# 5.2): max_iters per stage at `batch` labeled images per step (with as
+# many unlabeled ones), split over `gpus` GPUs as the names say.
 DATASETS = {
     'cityscapes':
     dict(
@@ -40,7 +48,10 @@ DATASETS = {
         labeled={'1-30': 100, '1-8': 372, '1-4': 744},
         split_dir='splits/cityscapes',
         tool_dataset='cityscapes',
-        dataset_type='CityscapesDataset'),
+        dataset_type='CityscapesDataset',
+        max_iters=90000,
+        batch=4,
+        gpus=2),
     'voc12-blender':
     dict(
         crop=(321, 321),
@@ -49,16 +60,47 @@ DATASETS = {
         labeled={'1-100': 106, '1-50': 212, '1-20': 530, '1-8': 1323},
         split_dir='splits/voc-blender',
         tool_dataset='voc-blender',
-        dataset_type='PascalVOCDataset'),
+        dataset_type='PascalVOCDataset',
+        max_iters=60000,
+        batch=10,
+        gpus=2),
 }
-STAGE1 = [(f'{PREFIX}{dataset}-{split}-{s["crop"][0]}x{s["crop"][1]}',
-           dataset, split) for dataset, s in DATASETS.items()
-          for split in s['labeled']]
+
+
+def schedule_tag(setting) -> str:
+    """mmseg's {gpus}xb{batch per GPU}-{iterations} name part."""
+    per_gpu = setting['batch'] // setting['gpus']
+    return f'{setting["gpus"]}xb{per_gpu}-{setting["max_iters"] // 1000}k'
+
+
+STAGE1 = [(f'{PREFIX}{schedule_tag(s)}_{dataset}-{split}-'
+           f'{s["crop"][0]}x{s["crop"][1]}', dataset, split)
+          for dataset, s in DATASETS.items() for split in s['labeled']]
 STAGE2 = [(name + '_stage2', dataset, split)
           for name, dataset, split in STAGE1]
 ALL = STAGE1 + STAGE2 + [(HETERO, 'cityscapes', '1-30')]
 IDS = [name for name, _, _ in ALL]
-MAX_ITERS = 40000
+# Table 4's rows on Cityscapes 1/8 and Table 5's IML heterogeneous pair:
+# ablation config -> (its full RML config, the model keys it changes,
+# whether it removes the input noise (RandAugment; CutMix stays)).
+TABLE4_BASE = f'{PREFIX}2xb2-90k_cityscapes-1-8-256x512'
+NO_NOISE = ('student1_noise', 'student2_noise')
+ABLATIONS = {
+    'rml-iml_deeplabv2_r101-d8_2xb2-90k_cityscapes-1-8-256x512':
+    (TABLE4_BASE, NO_NOISE + ('rectifier', ), True),
+    'rml-iml-model-noise_deeplabv2_r101-d8_2xb2-90k_cityscapes-1-8-256x512':
+    (TABLE4_BASE, ('rectifier', ), True),
+    'rml-iml-model-input-noise_deeplabv2_r101-d8_2xb2-90k_'
+    'cityscapes-1-8-256x512': (TABLE4_BASE, ('rectifier', ), False),
+    'rml-iml_deeplabv2_r101-d8_setr-pup_vit-b16_2xb2-90k_'
+    'cityscapes-1-30-256x512':
+    (HETERO,
+     NO_NOISE + ('rectifier', 'segmentor2.backbone.drop_path_rate'), True),
+}
+# RML's input noise (the student's strong view): RandAugment's photometric
+# ops, then the segmentor's CutMix.
+RAND_AUGMENT = dict(
+    type='RandAugmentPhotometric', num_ops=2, magnitude_range=[0.0, 1.0])
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
 TINY = 32
@@ -88,7 +130,7 @@ def test_exactly_the_expected_configs_exist():
         osp.splitext(osp.basename(path))[0]
         for path in glob.glob(osp.join(RML_DIR, '*deeplabv2*.py'))
     }
-    assert found == set(IDS)
+    assert found == set(IDS) | set(ABLATIONS)
 
 
 @pytest.mark.parametrize('name,dataset,split', ALL, ids=IDS)
@@ -130,17 +172,19 @@ def test_network(name, dataset, split):
 
 @pytest.mark.parametrize('name,dataset,split', ALL, ids=IDS)
 def test_schedule(name, dataset, split):
+    """Sec. 5.2's iterations per stage, SGD with poly decay."""
+    max_iters = DATASETS[dataset]['max_iters']
     cfg = load(name)
     optimizer = cfg.optim_wrapper.optimizer
     assert optimizer.type == 'SGD'
     assert optimizer.lr == 1e-4
     assert optimizer.momentum == 0.9
     assert optimizer.weight_decay == 5e-4
-    assert cfg.train_cfg.max_iters == MAX_ITERS
+    assert cfg.train_cfg.max_iters == max_iters
     [poly] = cfg.param_scheduler
     assert poly.type == 'PolyLR' and poly.power == 0.9
     assert poly.eta_min == 0.0 and poly.by_epoch is False
-    assert poly.begin == 0 and poly.end == MAX_ITERS
+    assert poly.begin == 0 and poly.end == max_iters
     assert plain(cfg.custom_hooks) == [
         dict(type='EMATeacherHook', decay=0.999, warmup=True)
     ]
@@ -151,15 +195,22 @@ def test_schedule(name, dataset, split):
 def test_data(name, dataset, split):
     setting = DATASETS[dataset]
     cfg = load(name)
-    # The name says 4 GPUs x 4 images, the split and the (h, w) crop.
-    match = re.search(r'_4xb4-40k_(?P<dataset>[a-z0-9-]+?)-(?P<split>\d+-\d+)'
+    # The name says GPUs x images per GPU, iterations, the split and the
+    # (h, w) crop.
+    match = re.search(r'_(?P<gpus>\d+)xb(?P<batch>\d+)-(?P<iters>\d+)k_'
+                      r'(?P<dataset>[a-z0-9-]+?)-(?P<split>\d+-\d+)'
                       r'-(?P<h>\d+)x(?P<w>\d+)(_stage2)?$', name)
     assert match, name
     assert (match['dataset'], match['split']) == (dataset, split)
     assert (int(match['h']), int(match['w'])) == setting['crop']
+    assert int(match['iters']) * 1000 == cfg.train_cfg.max_iters
     labeled = cfg.train_dataloader
     unlabeled = cfg.train_cfg.unlabeled_dataloader
-    assert labeled.batch_size == 4 and unlabeled.batch_size == 4
+    # Sec. 5.2's batch: labeled images per step (GPUs x per GPU), with as
+    # many unlabeled ones.
+    assert int(match['gpus']) == setting['gpus']
+    assert labeled.batch_size == unlabeled.batch_size == int(match['batch'])
+    assert int(match['gpus']) * labeled.batch_size == setting['batch']
     split_dir = f'{setting["split_dir"]}/{split}_seed0'
     assert labeled.dataset.ann_file == f'{split_dir}/labeled.txt'
     assert unlabeled.dataset.ann_file == f'{split_dir}/unlabeled.txt'
@@ -197,6 +248,20 @@ def test_data(name, dataset, split):
         ]
 
 
+@pytest.mark.parametrize('name,dataset,split', ALL, ids=IDS)
+def test_input_noise_is_rand_augment_and_cutmix(name, dataset, split):
+    """The student's strong view: RandAugment's photometric ops only (the
+    weak view's geometry, no colour jitter, greyscale or blur), then
+    CutMix in the segmentor; the teacher's weak view is the plain crop."""
+    cfg = load(name)
+    multi_branch = cfg.train_cfg.unlabeled_dataloader.dataset.pipeline[-1]
+    assert multi_branch.type == 'MultiBranch'
+    assert plain(multi_branch.branches) == dict(
+        weak=[dict(type='PackSegInputs')],
+        strong=[RAND_AUGMENT, dict(type='PackSegInputs')])
+    assert plain(cfg.model.cutmix) == dict(prob=1.0)
+
+
 # ---------------------------------------------------------------- stages
 @pytest.mark.parametrize('name,dataset,split', STAGE1,
                          ids=[name for name, _, _ in STAGE1])
@@ -205,6 +270,95 @@ def test_stage1_has_a_warm_up_and_no_stage2_init(name, dataset, split):
     assert model.get('stage2_init') is None
     assert model.unsup_start_iter == 2000
     # Stage 2 is stage 1 started from its last checkpoint: test_recipes.py.
+
+
+@pytest.mark.parametrize('name,dataset,split', STAGE2,
+                         ids=[name for name, _, _ in STAGE2])
+def test_stage2_starts_from_the_last_stage1_checkpoint(name, dataset, split):
+    """A warm restart from stage 1's teachers and prototypes, no warm-up,
+    the same schedule length per stage (Sec. 5.2)."""
+    model = load(name).model
+    stage1 = name[:-len('_stage2')]
+    max_iters = DATASETS[dataset]['max_iters']
+    assert plain(model.stage2_init) == dict(
+        checkpoint=f'work_dirs/{stage1}/iter_{max_iters}.pth',
+        load_rectifiers=True)
+    assert model.unsup_start_iter == 0
+    assert load(name).train_cfg.max_iters == max_iters
+
+
+# ------------------------------------------------------------- ablations
+def differences(a, b, path: str = '') -> list:
+    """Dotted paths where ``a`` and ``b`` differ (lists of one length item
+    by item)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in sorted(set(a) | set(b), key=str):
+            sub = f'{path}.{key}' if path else str(key)
+            if key not in a or key not in b:
+                found.append(sub)
+            else:
+                found += differences(a[key], b[key], sub)
+        return found
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            p for i, (x, y) in enumerate(zip(a, b))
+            for p in differences(x, y, f'{path}[{i}]')
+        ]
+    return [] if a == b else [path]
+
+
+@pytest.mark.parametrize('name', sorted(ABLATIONS))
+def test_ablation_is_its_rml_config_less_its_rows_parts(name):
+    """The model differs from the full RML config's only in the keys the
+    row removes (each set to None, or the ViT's stochastic depth to 0);
+    the data only in the strong view (RandAugment removed: the student
+    sees the weak view, CutMix kept); nothing else differs."""
+    base_name, model_keys, no_input_noise = ABLATIONS[name]
+    ablation, base = plain(load(name)), plain(load(base_name))
+    model, base_model = ablation.pop('model'), base.pop('model')
+    assert sorted(differences(model, base_model)) == sorted(model_keys)
+    for key in model_keys:
+        if key == 'segmentor2.backbone.drop_path_rate':
+            assert model['segmentor2']['backbone']['drop_path_rate'] == 0.0
+        else:
+            assert model[key] is None, key
+    assert model['cutmix'] == dict(prob=1.0)
+    # The config's helper variable for the pipeline is not a runner key.
+    ablation.pop('unlabeled_pipeline')
+    base.pop('unlabeled_pipeline')
+    strong = ('train_cfg.unlabeled_dataloader.dataset.pipeline[4]'
+              '.branches.strong')
+    assert differences(ablation, base) == ([strong]
+                                           if no_input_noise else [])
+    branches = ablation['train_cfg']['unlabeled_dataloader']['dataset'][
+        'pipeline'][4]['branches']
+    expected = [dict(type='PackSegInputs')] if no_input_noise else [
+        RAND_AUGMENT, dict(type='PackSegInputs')
+    ]
+    assert branches['strong'] == expected
+    assert branches['weak'] == [dict(type='PackSegInputs')]
+
+
+def test_ablation_rows_add_one_part_each():
+    """Table 4's rows, each the previous one plus one part: IML, + model
+    noise, + input noise, + self-rectification (the full config)."""
+    rows = [
+        'rml-iml_deeplabv2_r101-d8_2xb2-90k_cityscapes-1-8-256x512',
+        'rml-iml-model-noise_deeplabv2_r101-d8_2xb2-90k_'
+        'cityscapes-1-8-256x512',
+        'rml-iml-model-input-noise_deeplabv2_r101-d8_2xb2-90k_'
+        'cityscapes-1-8-256x512', TABLE4_BASE
+    ]
+    configs = [plain(load(row)) for row in rows]
+    for config in configs:
+        config.pop('unlabeled_pipeline')
+    strong = ('train_cfg.unlabeled_dataloader.dataset.pipeline[4]'
+              '.branches.strong')
+    added = [['model.student1_noise', 'model.student2_noise'], [strong],
+             ['model.rectifier']]
+    for before, after, parts in zip(configs, configs[1:], added):
+        assert differences(after, before) == parts
 
 
 # ------------------------------------------------------------ split files
@@ -271,7 +425,7 @@ def one_training_step(model, num_classes):
         for seed, view in enumerate(('labeled', 'weak', 'strong'))
     }
     model.train()
-    model.set_train_progress(model.unsup_start_iter, MAX_ITERS)
+    model.set_train_progress(model.unsup_start_iter, 90000)
     losses = model.loss(inputs, samples)
     total = sum(v for k, v in losses.items() if 'loss' in k)
     assert torch.isfinite(total)
@@ -308,6 +462,21 @@ def test_voc_stage1_builds_and_trains_one_step():
     for teacher in model.teachers():
         assert all(p.grad is None for p in teacher.parameters())
     assert model.rectifier1.prototype_initialised.any()
+
+
+def test_iml_ablation_builds_and_trains_one_step():
+    """Table 4's IML: no dropout, no stochastic depth, no rectifier."""
+    name = 'rml-iml_deeplabv2_r101-d8_2xb2-90k_cityscapes-1-8-256x512'
+    model = build_on_cpu(name)
+    for student in (model.student1, model.student2):
+        assert student.decode_head.dropout is None
+        assert not hasattr(student.backbone.layer4[-1],
+                           'residual_branch_drop')
+    assert getattr(model, 'rectifier1', None) is None
+    assert getattr(model, 'rectifier2', None) is None
+    losses = one_training_step(model, DATASETS['cityscapes']['num_classes'])
+    assert {'unsup1_own_loss_ce', 'unsup2_peer_loss_ce'} <= set(losses)
+    assert model.student1.backbone.stem[0].weight.grad.abs().sum() > 0
 
 
 def test_heterogeneous_config_builds_and_trains_one_step():

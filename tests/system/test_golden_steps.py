@@ -18,6 +18,8 @@ supervised class weights (``remove_class_weights``, on by default): the
 unsupervised terms of every config with class weights changed; the
 supervised-only first step and the PSPNet composition (no class weights)
 did not. Once more when the division became ``c ** (t / T)``.
+Re-recorded for labeled prototypes (RML Eq. 10): only step 3 of the three
+rectifier configs moved (their step-3 unsupervised terms had been 0).
 Record anew only for an intended
 change of the training step, and say why in the commit::
 

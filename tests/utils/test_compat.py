@@ -234,34 +234,6 @@ def test_adapt_config_to_device_keeps_gpu_configs(monkeypatch):
     assert 'model_wrapper_cfg' not in cfg
 
 
-def test_class_weighted_cross_entropy_loss_ignores_255():
-    """Our registered loss is PyTorch's class-weighted mean over the
-    non-ignored pixels; mmseg's own CrossEntropyLoss is left as mmseg 1.2.2
-    has it (IndexError on an ignored pixel with class weights)."""
-    from mmseg.models.losses import CrossEntropyLoss
-    from mmseg_semi.models.losses import ClassWeightedCrossEntropyLoss
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(2, 3, 4, 5, generator=generator)
-    labels = torch.randint(0, 3, (2, 4, 5), generator=generator)
-    labels[0, 0] = 255
-    labels[1, :, 1] = 255
-    weight = [0.5, 2.0, 1.0]
-    loss = ClassWeightedCrossEntropyLoss(class_weight=weight)(
-        logits, labels, ignore_index=255)
-    expected = torch.nn.functional.cross_entropy(
-        logits, labels, weight=torch.tensor(weight), ignore_index=255)
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    with pytest.raises(IndexError):
-        CrossEntropyLoss(class_weight=weight)(logits, labels,
-                                              ignore_index=255)
-    # Without class weights it is mmseg's loss.
-    plain = CrossEntropyLoss(avg_non_ignore=True)(logits, labels,
-                                                  ignore_index=255)
-    ours = ClassWeightedCrossEntropyLoss(avg_non_ignore=True)(
-        logits, labels, ignore_index=255)
-    assert torch.equal(plain, ours)
-
-
 SUPERVISED_STEPS = """
 import sys
 import torch

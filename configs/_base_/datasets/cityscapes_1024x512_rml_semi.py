@@ -14,10 +14,24 @@
 #       --out-dir data/cityscapes/splits/cityscapes
 # writes splits/cityscapes/1-30_seed0/labeled.txt (100 names) and
 # unlabeled.txt (2,875 names). The run configs pick the split directory.
+#
+# The strong (student) view is RML's input noise: RandAugment's photometric
+# operations (RandAugmentPhotometric: 2 ops a image, each with a magnitude
+# drawn uniformly from [0, 1]), then CutMix in the model (model.cutmix).
+# It is set here, whatever strong view the base config has (not
+# strong_view.py's colour jitter, greyscale and blur of the CPU recipes).
+#
+# Batch: 2 labeled + 2 unlabeled images per GPU; the run configs train on
+# 2 GPUs, i.e. RML's batch of 4 (Sec. 5.2) labeled + 4 unlabeled images per
+# step.
 _base_ = ['./cityscapes_769x769_semi.py']
 crop_size = (256, 512)
 image_scale = (1024, 512)
 split_dir = 'splits/cityscapes/1-30_seed0'
+strong_view = [
+    dict(type='RandAugmentPhotometric', num_ops=2, magnitude_range=(0.0, 1.0)),
+    dict(type='PackSegInputs'),
+]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
@@ -32,8 +46,9 @@ unlabeled_pipeline = [
     dict(type='Resize', scale=image_scale, keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
-    # The weak and strong views of the base's unlabeled pipeline.
-    _base_.unlabeled_pipeline[-1],
+    dict(
+        type='MultiBranch',
+        branches=dict(weak=[dict(type='PackSegInputs')], strong=strong_view)),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -43,12 +58,12 @@ test_pipeline = [
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(
-    batch_size=4,
+    batch_size=2,
     dataset=dict(
         ann_file=split_dir + '/labeled.txt', pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 unlabeled_dataloader = dict(
-    batch_size=4,
+    batch_size=2,
     dataset=dict(
         ann_file=split_dir + '/unlabeled.txt', pipeline=unlabeled_pipeline))

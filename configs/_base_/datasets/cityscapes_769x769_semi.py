@@ -12,14 +12,15 @@
 # writes splits/cityscapes/1-16_seed0/labeled.txt (186 names such as
 # aachen/aachen_000000_000019) and unlabeled.txt (2,789 names).
 #
-# Labeled batches use mmseg's cityscapes_769x769 pipeline. The unlabeled set
-# (no masks needed) yields a weak and a strong view of each image with the
-# same geometry. mean_teacher configs pass `unlabeled_dataloader` to
-# SemiIterBasedTrainLoop; supervised ones ignore it.
-_base_ = [
-    'mmseg::_base_/datasets/cityscapes_769x769.py',
-    './strong_view.py'
-]
+# Labeled batches: mmseg's cityscapes_769x769 geometry (random scale
+# 0.5-2, 769x769 crop, flip) without its PhotoMetricDistortion: U2PL's
+# cityscapes.py applies no photometric change. The unlabeled set (no masks
+# needed) yields a weak and a strong view of each image with the same
+# geometry; U2PL's only strong augmentation is the segmentor's CutMix
+# (train_semi.py), so both views are the same image here. mean_teacher
+# configs pass `unlabeled_dataloader` to SemiIterBasedTrainLoop; supervised
+# ones ignore it.
+_base_ = ['mmseg::_base_/datasets/cityscapes_769x769.py']
 data_root = '{{$MMSEG_SEMI_CITYSCAPES_ROOT:data/cityscapes}}'
 crop_size = (769, 769)
 split_dir = 'splits/cityscapes/1-16_seed0'
@@ -37,11 +38,26 @@ unlabeled_pipeline = [
         type='MultiBranch',
         branches=dict(
             weak=[dict(type='PackSegInputs')],
-            strong={{_base_.strong_view}})),
+            strong=[dict(type='PackSegInputs')])),
+]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(
+        type='RandomResize',
+        scale=(2049, 1025),
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs')
 ]
 train_dataloader = dict(
     batch_size=2,
-    dataset=dict(data_root=data_root, ann_file=split_dir + '/labeled.txt'))
+    dataset=dict(
+        data_root=data_root,
+        ann_file=split_dir + '/labeled.txt',
+        pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 unlabeled_dataloader = dict(

@@ -15,14 +15,14 @@
 # unlabeled.txt (the other 1,372 train images); the unlabeled set below adds
 # aug.txt to the latter. The full split uses ImageSets/Segmentation/train.txt.
 #
-# Labeled batches use mmseg's VOC pipeline at U2PL's 513x513 crop. The
-# unlabeled set (no masks needed) yields a weak and a strong view of each
-# image with the same geometry. mean_teacher configs pass
-# `unlabeled_dataloader` to SemiIterBasedTrainLoop; supervised ones ignore it.
-_base_ = [
-    'mmseg::_base_/datasets/pascal_voc12.py',
-    './strong_view.py'
-]
+# Labeled batches: U2PL's geometry (random scale 0.5-2, 513x513 crop,
+# flip) and no photometric change, as its pascal_voc.py build_transfrom.
+# The unlabeled set (no masks needed) yields a weak and a strong view of each
+# image with the same geometry; U2PL's only strong augmentation is the
+# segmentor's CutMix (train_semi.py), so both views are the same image here.
+# mean_teacher configs pass `unlabeled_dataloader` to SemiIterBasedTrainLoop;
+# supervised ones ignore it.
+_base_ = ['mmseg::_base_/datasets/pascal_voc12.py']
 data_root = '{{$MMSEG_SEMI_VOC_ROOT:data/VOCdevkit/VOC2012}}'
 crop_size = (513, 513)
 split_dir = 'splits/voc-classic/1-16_seed0'
@@ -36,7 +36,6 @@ train_pipeline = [
         keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs')
 ]
 unlabeled_pipeline = [
@@ -53,7 +52,7 @@ unlabeled_pipeline = [
         type='MultiBranch',
         branches=dict(
             weak=[dict(type='PackSegInputs')],
-            strong={{_base_.strong_view}})),
+            strong=[dict(type='PackSegInputs')])),
 ]
 train_dataloader = dict(
     batch_size=2,

@@ -22,6 +22,8 @@ model = dict(
     pseudo_labeler=dict(type='ConfidencePseudoLabeler', threshold=0.0),
     # The paper's raw teacher softmax (no distribution alignment).
     class_balance=None,
+    # Input noise: the dataset configs' strong view (RandAugment's
+    # photometric ops), then CutMix of the strong view and the labels.
     cutmix=dict(prob=1.0),
     # Eq. 5: each student learns from its own and from its peer's teacher.
     sup_weight=1.0,

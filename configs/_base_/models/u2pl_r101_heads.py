@@ -13,11 +13,15 @@
 u2pl_rep_channels = 256  # representation dimension D (Sec. 4.1)
 u2pl_rep_head = dict(
     type='RepresentationHead',
-    # The input is the feature entering the decoder's classifier: mmseg's
-    # DepthwiseSeparableASPPHead `channels` (512 in deeplabv3plus_r50-d8,
-    # kept by the R-101 model), as U2PL's head reads the 512-channel
-    # concatenation of ASPP and low-level features.
-    in_channels=512,
+    # U2PL's decoder (u2pl/models/decoder.py, dec_deeplabv3_plus.forward)
+    # feeds the concatenation of ASPP and low-level features to the
+    # classifier and the representation head in parallel. In mmseg's
+    # DepthwiseSeparableASPPHead that tensor enters `sep_bottleneck`:
+    # channels + c1_channels = 512 + 48 channels (deeplabv3plus_r50-d8,
+    # kept by the R-101 model). The contrastive loss then does not train
+    # the classifier's own conv blocks.
+    feature_source='sep_bottleneck',
+    in_channels=560,
     channels=u2pl_rep_channels,
     # "two Conv-BN-ReLU blocks" (Sec. 4.1); the released code adds Dropout2d
     # 0.1 after each and a linear 1x1 projection (RepresentationHead).
@@ -40,6 +44,13 @@ u2pl_contrastive_loss = dict(
     low_rank=3,
     high_rank=20,
     queue_size=30000,  # per class (Eq. 16)
+    # Keys each GPU enqueues per class per step, sampled uniformly on each
+    # rank before the gather (not in the paper or its code). With every
+    # unreliable pixel a negative for ~17 classes, 8 GPUs offer ~43k (VOC)
+    # / ~100k (Cityscapes) keys per class per step; uncapped, the 30000
+    # queue is overwritten each step by the highest ranks' keys only.
+    # 8 GPUs x 1875 = 15000 = 30000 / 2: equal shares, two steps per queue.
+    max_push_per_class=1875,
     loss_weight=0.1)  # lambda_c (Eq. 1)
 # The representation head gets no gradient during the supervised-only
 # warm-up (unsup_start_iter), which DDP refuses at the next step unless it

@@ -1,7 +1,6 @@
 # U2PL's PASCAL VOC 2012 schedule (Sec. 4.1 and its released configs): SGD,
-# lr 0.001 on the backbone and 10x on the heads (decoder and auxiliary
-# head), momentum 0.9, weight decay 1e-4, poly decay (power 0.9) to 0,
-# batch 16 (8 GPUs x 2), 80 epochs.
+# lr 0.001 on the backbone and 10x on the decoder, momentum 0.9, weight
+# decay 1e-4, poly decay (power 0.9) to 0, batch 16 (8 GPUs x 2), 80 epochs.
 #
 # mmengine trains by iterations, so each config sets
 # train_cfg.max_iters = 80 * ceil(N / 16), N being the images one epoch
@@ -11,10 +10,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=optimizer,
     paramwise_cfg=dict(
-        custom_keys={
-            'decode_head': dict(lr_mult=10.),
-            'auxiliary_head': dict(lr_mult=10.)
-        }),
+        custom_keys={'decode_head': dict(lr_mult=10.)}),
     clip_grad=None)
 param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, by_epoch=False)

@@ -82,7 +82,7 @@ class DeepLabV2Head(BaseDecodeHead):
     The selected backbone feature goes through the optional dropout and
     then ``conv_seg``, an :class:`AtrousClassifierSum` (four dilated 3x3
     classifiers, summed). Because that is mmseg's ``cls_seg`` path, the
-    package's feature capture (``capture_classifier_input``) returns the
+    package's feature capture (``capture_inputs``) returns the
     backbone feature, which the prototype rectifier and the U2PL
     representation head then use; RML's student dropout replaces
     ``self.dropout`` as for any mmseg head.

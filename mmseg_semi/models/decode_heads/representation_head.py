@@ -24,9 +24,12 @@ class RepresentationHead(BaseModule):
     ``num_convs=1`` gives the lighter Conv3x3-BN-ReLU + Conv1x1 variant.
     The spatial size is preserved.
 
-    The head is meant to run on the same features as a decode head's
-    classifier ``conv_seg``, so ``in_channels`` is usually that head's
-    ``channels``.
+    The segmentors run it on the input of the decode head's classifier
+    ``conv_seg`` (``in_channels`` is then that head's ``channels``), or,
+    with the ``rep_head`` key ``feature_source``, on another decode-head
+    module's input: U2PL's decoder feeds its fused ASPP and low-level
+    feature to the classifier and this head in parallel, which in mmseg's
+    DeepLabV3+ is the input of ``sep_bottleneck``.
 
     Args:
         in_channels: Channels of the input features.

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ...utils.arg_checks import check_int, check_number
+from ...utils.arg_checks import check_bool, check_int, check_number
 from ..utils.pseudo_label_functional import class_argmax
 from ..utils.prototype_functional import (argmax_change_fraction,
                                           class_feature_means,
@@ -25,13 +25,20 @@ class PrototypeRectifier(nn.Module):
     re-weighted by a class-wise confidence ``w`` that measures how close the
     pixel's decoder feature is to each class prototype (Eq. 9), giving
     ``p~_k ∝ w_k p_k`` (Eq. 6); the prototypes are moving averages of the
-    batch class centroids under the teacher's arg-max (Eq. 10-11). Use one
+    batch class centroids (Eq. 10-11) over the unlabeled pixels, grouped by
+    the teacher's arg-max, and, with ``labeled_prototypes`` (the paper's
+    Eq. 10), the labeled pixels, grouped by their ground truth. Use one
     rectifier per teacher: prototypes live in that teacher's feature space.
 
     Call order per iteration (the segmentor's job)::
 
         rectified, changed = rectifier(probs, feats, valid_mask)
-        rectifier.update(feats, probs, valid_mask)
+        rectifier.update(feats, probs, valid_mask,
+                         labeled_feats, labeled_labels)
+
+    ``labeled_feats`` are the same teacher's decoder features on the
+    labeled batch. Labeled and unlabeled pixels make one batch centroid per
+    class, so one update is one all-reduce and one moving-average step.
 
     Rectifying *before* updating means a batch is rectified with prototypes
     estimated from earlier batches only, so a pixel's own (possibly wrong)
@@ -43,13 +50,16 @@ class PrototypeRectifier(nn.Module):
     labels.
 
     ``pi`` in Eq. 9 is implemented as a class-frequency prior: a moving
-    average (same ``momentum``) of the fraction of pixels the teacher
-    assigns to each class. With it, ``w`` is the posterior of a
+    average (same ``momentum``) of the fraction of the pixels behind the
+    prototypes (the teacher's arg-max on unlabeled pixels, the ground truth
+    on labeled ones) in each class. Like a prototype, a class's prior
+    starts at its frequency in the first batch that has it, not at 0 (see
+    :func:`ema_update_class_prior`). With it, ``w`` is the posterior of a
     nearest-prototype classifier. It is not the teacher's probability
     ``p_k``: that would count ``p`` twice in ``w_k p_k``. The prior is always
     tracked (so checkpoints have the same keys either way) and used only
-    when ``use_prior`` is True. It is off by default: the prior is the
-    teacher's own arg-max shares, so it feeds back on the teacher's
+    when ``use_prior`` is True. It is off by default: on unlabeled pixels it
+    is the teacher's own arg-max shares, so it feeds back on the teacher's
     predictions (a class the teacher stops predicting gets a lower prior,
     hence fewer rectified pixels, hence a lower prior), and ProDA, whose
     prototypes RML takes, has none.
@@ -66,11 +76,18 @@ class PrototypeRectifier(nn.Module):
             the classifier ``conv_seg``).
         momentum: ``lambda`` of Eq. 10-11, the weight of the old prototype.
         use_prior: Add ``log pi`` to the logits of Eq. 9 (default False).
+        labeled_prototypes: Let the labeled batch's pixels, with their
+            ground truth, feed the prototypes with the unlabeled ones
+            (Eq. 10's centroids over labeled and unlabeled images; default
+            True). The segmentor then runs the teacher on the labeled batch
+            (once per step and teacher, shared with U2PL's contrastive term
+            when both are on). False: unlabeled pixels only.
         temperature: Divides the distances in Eq. 9; 1 is the plain
             definition. Larger values soften ``w`` when feature distances are
             large.
-        ignore_index: Label value excluded by :meth:`update_from_labels` and
-            written by :meth:`hard_labels` on invalid pixels.
+        ignore_index: Ground-truth label value excluded from the prototypes
+            (labeled pixels, :meth:`update_from_labels`) and written by
+            :meth:`hard_labels` on invalid pixels.
         align_corners: ``align_corners`` of the bilinear resizes; match the
             decode head's setting.
     """
@@ -80,6 +97,7 @@ class PrototypeRectifier(nn.Module):
                  feat_channels: int,
                  momentum: float = 0.9999,
                  use_prior: bool = False,
+                 labeled_prototypes: bool = True,
                  temperature: float = 1.0,
                  ignore_index: int = 255,
                  align_corners: bool = False) -> None:
@@ -88,7 +106,9 @@ class PrototypeRectifier(nn.Module):
         self.feat_channels = check_int('feat_channels', feat_channels,
                                        minimum=1)
         self.momentum = float(check_number('momentum', momentum, 0, 1))
-        self.use_prior = bool(use_prior)
+        self.use_prior = check_bool('use_prior', use_prior)
+        self.labeled_prototypes = check_bool('labeled_prototypes',
+                                             labeled_prototypes)
         self.temperature = float(
             check_number('temperature', temperature, low=0, low_open=True))
         self.ignore_index = check_int('ignore_index', ignore_index)
@@ -148,21 +168,37 @@ class PrototypeRectifier(nn.Module):
     def update(self,
                feats: Tensor,
                probs: Tensor,
-               valid_mask: Optional[Tensor] = None) -> None:
-        """Moving-average update from the teacher's arg-max (Eq. 10-11).
+               valid_mask: Optional[Tensor] = None,
+               labeled_feats: Optional[Tensor] = None,
+               labeled_labels: Optional[Tensor] = None) -> None:
+        """Moving-average update from the teacher's arg-max (Eq. 10-11) and,
+        with ``labeled_prototypes``, the labeled batch's ground truth.
 
         ``probs`` is resized bilinearly to the feature size before the
         arg-max (so the label reflects the probabilities around the feature
         pixel) and ``valid_mask`` with nearest neighbour (it is a mask).
+        The labeled pixels' per-class sums and counts are added to the
+        unlabeled ones before the single all-reduce and moving-average step
+        (one centroid per class over both sets, Eq. 10).
 
         Args:
-            feats: (B, D, h, w) teacher decoder features.
+            feats: (B, D, h, w) teacher decoder features on the weak view.
             probs: (B, C, H, W) teacher softmax (raw, not rectified).
             valid_mask: Optional bool (B, H, W); False pixels (padding,
                 ignored regions) do not contribute.
+            labeled_feats: Optional (B', D, h', w') teacher decoder features
+                on the labeled batch; ignored unless ``labeled_prototypes``.
+            labeled_labels: int64 (B', H', W') ground truth of the labeled
+                batch, given with ``labeled_feats``; see
+                :meth:`update_from_labels`.
         """
         self._check_probs_and_feats(probs, feats)
         self._check_valid_mask(valid_mask, probs)
+        if (labeled_feats is None) != (labeled_labels is None):
+            raise ValueError(
+                'labeled_feats and labeled_labels go together: got '
+                f'labeled_feats={_describe(labeled_feats)} and '
+                f'labeled_labels={_describe(labeled_labels)}')
         feat_size = feats.shape[2:]
         probs = probs.detach().float()
         if probs.shape[2:] != feat_size:
@@ -175,7 +211,13 @@ class PrototypeRectifier(nn.Module):
         valid = None
         if valid_mask is not None:
             valid = self._resize_nearest(valid_mask, feat_size).bool()
-        self._update_statistics(feats.detach(), labels, valid)
+        sums, counts = class_feature_means(feats.detach(), labels,
+                                           self.num_classes, valid)
+        if labeled_feats is not None and self.labeled_prototypes:
+            labeled_sums, labeled_counts = self._label_statistics(
+                labeled_feats, labeled_labels)
+            sums, counts = sums + labeled_sums, counts + labeled_counts
+        self._apply_statistics(sums, counts)
 
     @torch.no_grad()
     def update_from_labels(self, feats: Tensor, labels: Tensor) -> None:
@@ -187,18 +229,7 @@ class PrototypeRectifier(nn.Module):
                 out-of-range values do not contribute. Resized with nearest
                 neighbour to the feature size.
         """
-        self._check_feats(feats)
-        if labels.dim() != 3 or labels.shape[0] != feats.shape[0] \
-                or labels.dtype != torch.long:
-            raise ValueError(
-                f'labels must be an int64 (B, H, W) tensor with '
-                f'B={feats.shape[0]}, got {labels.dtype} '
-                f'{tuple(labels.shape)}')
-        labels = self._resize_nearest(labels, feats.shape[2:])
-        # Out-of-range labels (ignore_index included) are excluded by
-        # class_feature_means; the explicit mask documents the intent.
-        self._update_statistics(feats.detach(), labels,
-                                labels != self.ignore_index)
+        self._apply_statistics(*self._label_statistics(feats, labels))
 
     def hard_labels(self,
                     rectified_probs: Tensor,
@@ -218,18 +249,36 @@ class PrototypeRectifier(nn.Module):
         self._check_valid_mask(valid_mask, rectified_probs)
         return labels.masked_fill(~valid_mask, self.ignore_index)
 
-    def _update_statistics(self, feats: Tensor, labels: Tensor,
-                           valid: Optional[Tensor]) -> None:
-        sums, counts = class_feature_means(feats, labels, self.num_classes,
-                                           valid)
+    def _label_statistics(self, feats: Tensor,
+                          labels: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per-class feature sums and counts under given (B, H, W) labels,
+        resized with nearest neighbour to the feature size."""
+        self._check_feats(feats)
+        if not isinstance(labels, Tensor) or labels.dim() != 3 \
+                or labels.shape[0] != feats.shape[0] \
+                or labels.dtype != torch.long:
+            raise ValueError(
+                f'labels must be an int64 (B, H, W) tensor with '
+                f'B={feats.shape[0]}, got {_describe(labels)}')
+        labels = self._resize_nearest(labels, feats.shape[2:])
+        # Out-of-range labels (ignore_index included) are excluded by
+        # class_feature_means; the explicit mask documents the intent.
+        return class_feature_means(feats.detach(), labels, self.num_classes,
+                                   labels != self.ignore_index)
+
+    def _apply_statistics(self, sums: Tensor, counts: Tensor) -> None:
+        """One moving-average step of the prototypes and the prior from a
+        batch's per-class sums and counts (all-reduced first)."""
         sums, counts = self._all_reduce_class_statistics(sums, counts)
         batch_means = sums / counts.clamp_min(1.0).unsqueeze(1)
-        prior_initialised = self.prototype_initialised.any()
         prototypes, initialised = ema_update_prototypes(
             self.prototypes, self.prototype_initialised, batch_means,
             counts > 0, self.momentum)
+        # The classes seen before this batch: the prior's per-class first
+        # sighting is the prototypes'.
         class_prior = ema_update_class_prior(self.class_prior, counts,
-                                             prior_initialised, self.momentum)
+                                             self.prototype_initialised,
+                                             self.momentum)
         # In-place copies keep the buffers' identity (and device) for DDP
         # buffer broadcasting and for any references held elsewhere.
         self.prototypes.copy_(prototypes)
@@ -308,4 +357,12 @@ class PrototypeRectifier(nn.Module):
         return (f'num_classes={self.num_classes}, '
                 f'feat_channels={self.feat_channels}, '
                 f'momentum={self.momentum}, use_prior={self.use_prior}, '
+                f'labeled_prototypes={self.labeled_prototypes}, '
                 f'temperature={self.temperature}')
+
+
+def _describe(value) -> str:
+    """A tensor's dtype and shape, or the value's type, for errors."""
+    if isinstance(value, Tensor):
+        return f'{value.dtype} {tuple(value.shape)}'
+    return type(value).__name__

@@ -102,7 +102,8 @@ class DualStudentSegmentor(SemiBaseSegmentor):
         rep_head: Optional ``RepresentationHead`` config, built once per
             student; ``in_channels`` defaults to that student's classifier
             input channels (so heterogeneous students need no per-student
-            config).
+            config). ``feature_source`` names another decode-head module
+            whose input the head reads (see :class:`TeacherStudent`).
         contrastive_loss: Optional ``U2PLContrastiveLoss`` config, built
             once per student; ``num_classes`` defaults to the students'.
             Given with ``rep_head`` or not at all.

@@ -23,13 +23,13 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
     Eq. 3 times the labeler's weight).
 
     With ``rep_head`` and ``contrastive_loss`` (U2PL Sec. 3.3), a
-    representation head runs on the decoder feature that enters each
-    network's classifier; the student's representations of labeled and
-    unlabeled pixels are anchors, the teacher's give positives and the
-    negatives kept in per-class memory banks (Eq. 4, 9-16). The teacher's
-    representation head is the EMA of the student's; the loss (and its
-    memory bank) lives in this wrapper, outside both, so it is neither
-    averaged nor copied.
+    representation head runs on a decoder feature of each network (the
+    classifier input unless ``feature_source`` says otherwise); the
+    student's representations of labeled and unlabeled pixels are anchors,
+    the teacher's give positives and the negatives kept in per-class memory
+    banks (Eq. 4, 9-16). The teacher's representation head is the EMA of
+    the student's; the loss (and its memory bank) lives in this wrapper,
+    outside both, so it is neither averaged nor copied.
 
     Losses are logged as ``sup_<mmseg key>``, ``unsup_loss_ce`` and
     ``unsup_loss_contrast``, plus the labeler's statistics
@@ -48,7 +48,12 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             teacher's softmax before pseudo-labelling; ``num_classes`` and
             ``feat_channels`` are read from the student.
         rep_head: Optional ``RepresentationHead`` config (U2PL);
-            ``in_channels`` is read from the student.
+            ``in_channels`` is read from the student. The head reads the
+            classifier input, or with ``feature_source='<module>'`` (and
+            ``in_channels`` given) the input of that decode-head module,
+            e.g. ``'sep_bottleneck'``: U2PL's fused decoder feature, which
+            keeps the contrastive loss off the classifier's conv blocks
+            (see :class:`TeacherStudent`).
         contrastive_loss: Optional ``U2PLContrastiveLoss`` config; needs
             ``rep_head``; ``num_classes`` is read from the student.
         sup_weight: Weight of the supervised losses.

@@ -27,7 +27,9 @@ class SemiBaseSegmentor(BaseModel):
 
     * the training step as a template (:meth:`loss`): each student's
       supervised loss; each teacher's pseudo-labels on the weak view
-      (``TeacherStudent.pseudo_label``); the strong view and every
+      (``TeacherStudent.pseudo_label``, which also runs the teacher on the
+      labeled batch when its rectifier has labeled prototypes, RML
+      Eq. 10); the strong view and every
       teacher's per-pixel maps CutMixed with one set of boxes; each
       student's logits on it; the pseudo-label losses, the only step a
       subclass must supply (:meth:`pseudo_label_losses`); the labelers'
@@ -310,7 +312,8 @@ class SemiBaseSegmentor(BaseModel):
         valid = valid_pixel_mask(data_samples['weak'], *weak.shape[2:],
                                  weak.device)
         teacher_outputs = [
-            pair.pseudo_label(weak, valid, self.progress)
+            pair.pseudo_label(weak, valid, self.progress,
+                              labeled=(labeled, labeled_samples))
             for pair in self.pairs
         ]
         pixel_maps = [output.pseudo.labels for output in teacher_outputs]
@@ -339,7 +342,7 @@ class SemiBaseSegmentor(BaseModel):
             losses[key] = pair.contrastive_term(
                 labeled, labeled_samples, student_feats_l[index],
                 student_outputs[index][1], teacher_outputs[index].feats,
-                maps, cutmix_mask)
+                maps, cutmix_mask, teacher_outputs[index].labeled)
         return losses
 
     def pseudo_label_losses(self, student_logits: List[Tensor],

@@ -18,7 +18,8 @@ from ..utils.model_noise import apply_model_noise
 from ..utils.segmentor_forward import (classifier_in_channels,
                                        classifier_input_module,
                                        decode_loss_class_weight,
-                                       forward_logits, freeze,
+                                       feature_module, forward_logits,
+                                       forward_with_inputs, freeze,
                                        rectified_pseudo_labels,
                                        segmentor_loss_with_features,
                                        stack_gt_labels)
@@ -47,8 +48,14 @@ class TeacherOutput(NamedTuple):
     probs: Tensor
     #: The labeler's result on the rectified, aligned softmax.
     pseudo: PseudoLabels
-    #: (B, D, h, w) decoder feature when asked for, else None.
+    #: (B, D, h, w) input of the representation head when the pair has
+    #: one (U2PL), else None.
     feats: Optional[Tensor]
+    #: The teacher's softmax and representation-head input on the labeled
+    #: batch when the step ran the teacher on it (the rectifier's labeled
+    #: prototypes) and the pair has a contrastive term, which reuses them;
+    #: else None.
+    labeled: Optional[Tuple[Tensor, Tensor]] = None
 
 
 class TeacherStudent:
@@ -80,7 +87,13 @@ class TeacherStudent:
         rectifier: Optional ``PrototypeRectifier`` config.
         class_balance: Optional class-balance config
             (``DistributionAlignment``).
-        rep_head: Optional ``RepresentationHead`` config (U2PL).
+        rep_head: Optional ``RepresentationHead`` config (U2PL). Its
+            optional ``feature_source`` key (popped before building) names
+            the student decode-head module whose input the head reads, e.g.
+            ``'sep_bottleneck'`` for DeepLabV3+'s fusion of ASPP and
+            low-level features, as in U2PL's released decoder; the config
+            must then give ``in_channels``. Without it the head reads the
+            classifier input, whose channels are read from the student.
         contrastive_loss: Optional ``U2PLContrastiveLoss`` config; goes with
             ``rep_head``.
     """
@@ -108,6 +121,9 @@ class TeacherStudent:
         self.rectifier = self.class_balance = self.class_monitor = None
         self.teacher_rep_head = self.student_rep_head = None
         self.contrastive_loss = None
+        # Decode-head module whose input the representation head reads
+        # (None: the classifier's).
+        self.rep_source: Optional[str] = None
 
     def build_components(self,
                          rectifier: Optional[dict] = None,
@@ -138,12 +154,25 @@ class TeacherStudent:
                 f'rep_head={rep_head!r}, '
                 f'contrastive_loss={contrastive_loss!r}')
         if rep_head is not None:
-            # The head runs on the classifier input: fail at build time if
-            # the decode head does not expose it.
-            classifier_input_module(head)
-            self.student_rep_head = MODELS.build(
-                derived_cfg(rep_head, 'rep_head', student,
-                            in_channels=classifier_in_channels(head)))
+            rep_head = dict(rep_head)
+            source = rep_head.pop('feature_source', None)
+            if source is None:
+                # The head runs on the classifier input: fail at build time
+                # if the decode head does not expose it.
+                classifier_input_module(head)
+                rep_head = derived_cfg(
+                    rep_head, 'rep_head', student,
+                    in_channels=classifier_in_channels(head))
+            else:
+                feature_module(head, source)  # fails on an unknown name
+                if 'in_channels' not in rep_head:
+                    raise ValueError(
+                        f'rep_head reads the input of {student}\'s '
+                        f'{type(head).__name__}.{source} '
+                        f'(feature_source={source!r}): give its channels '
+                        'as rep_head in_channels')
+            self.rep_source = source
+            self.student_rep_head = MODELS.build(rep_head)
             self.teacher_rep_head = freeze(
                 copy.deepcopy(self.student_rep_head))
             self.contrastive_loss = MODELS.build(
@@ -171,12 +200,13 @@ class TeacherStudent:
     # ---------------------------------------------------------------- steps
     def supervised_loss(self, inputs: Tensor, data_samples: SampleList
                         ) -> Tuple[dict, Optional[Tensor]]:
-        """The student's mmseg losses on the labeled batch, and its decoder
-        feature when the contrastive term needs it (same forward)."""
+        """The student's mmseg losses on the labeled batch, and the
+        representation head's input when the contrastive term needs it
+        (same forward)."""
         if not self.with_contrastive:
             return self.student.loss(inputs, data_samples), None
         losses, _, feats = segmentor_loss_with_features(
-            self.student, inputs, data_samples)
+            self.student, inputs, data_samples, self.rep_source)
         return losses, feats
 
     @torch.no_grad()
@@ -184,10 +214,17 @@ class TeacherStudent:
                      weak: Tensor,
                      valid: Tensor,
                      progress: Tuple[int, int],
-                     update_state: bool = True) -> TeacherOutput:
+                     update_state: bool = True,
+                     labeled: Optional[Tuple[Tensor, SampleList]] = None
+                     ) -> TeacherOutput:
         """The teacher step: the teacher's softmax on the weak view,
         rectified, aligned and turned into pseudo-labels
         (:func:`rectified_pseudo_labels`).
+
+        ``labeled`` is the labeled batch ``(inputs, data_samples)``: when
+        the rectifier has ``labeled_prototypes`` (RML Eq. 10), the teacher
+        also runs on it and its features, with the ground truth, update the
+        prototypes together with the weak view's (one update).
 
         ``update_state=False`` (analysis tools) works on throw-away copies
         of the rectifier and the class-balance component and counts
@@ -200,15 +237,52 @@ class TeacherStudent:
             rectifier, class_balance = copy.deepcopy(
                 (rectifier, class_balance))
             monitor = None
-        need_feats = self.with_contrastive or rectifier is not None
-        logits, feats = forward_logits(self.teacher, weak, need_feats)
+        # One forward gives the rectifier its classifier input and the
+        # representation head its own input.
+        sources = [None] if rectifier is not None else []
+        if self.with_contrastive:
+            sources.append(self.rep_source)
+        logits, feats = forward_with_inputs(self.teacher, weak, sources)
         self.progress_fraction = min(max(progress[0] / progress[1], 0.0),
                                      1.0)
         probs = self.teacher_posterior(logits)
-        pseudo = rectified_pseudo_labels(self.pseudo_labeler, rectifier,
-                                         probs, feats, valid, progress,
-                                         class_balance, monitor)
-        return TeacherOutput(probs, pseudo, feats)
+        prototype_labeled, teacher_labeled = self.teacher_for_prototypes(
+            rectifier, labeled)
+        pseudo = rectified_pseudo_labels(
+            self.pseudo_labeler, rectifier, probs,
+            feats[0] if rectifier is not None else None, valid, progress,
+            class_balance, monitor, prototype_labeled)
+        return TeacherOutput(probs, pseudo,
+                             feats[-1] if self.with_contrastive else None,
+                             teacher_labeled)
+
+    @torch.no_grad()
+    def teacher_for_prototypes(
+            self, rectifier: Optional[nn.Module],
+            labeled: Optional[Tuple[Tensor, SampleList]]
+    ) -> Tuple[Optional[Tuple[Tensor, Tensor]],
+               Optional[Tuple[Tensor, Tensor]]]:
+        """The teacher on the labeled batch for the rectifier's labeled
+        prototypes, or ``(None, None)`` when it has none to update.
+
+        One forward (after :meth:`pseudo_label` has set the progress)
+        gives ``(classifier input, ground truth)`` for the rectifier and,
+        when the pair has a contrastive term, the ``(softmax,
+        representation-head input)`` that :meth:`contrastive_term` would
+        otherwise compute with a second forward (:meth:`teacher_on_labeled`).
+        """
+        if labeled is None or rectifier is None \
+                or not getattr(rectifier, 'labeled_prototypes', False):
+            return None, None
+        inputs, data_samples = labeled
+        sources = [None]
+        if self.with_contrastive:
+            sources.append(self.rep_source)
+        logits, feats = forward_with_inputs(self.teacher, inputs, sources)
+        teacher_labeled = None
+        if self.with_contrastive:
+            teacher_labeled = (self.teacher_posterior(logits), feats[-1])
+        return (feats[0], stack_gt_labels(data_samples)), teacher_labeled
 
     def teacher_posterior(self, logits: Tensor) -> Tensor:
         """float32 softmax of the teacher's logits, divided by the
@@ -237,36 +311,43 @@ class TeacherStudent:
     def student_logits(self, strong: Tensor
                        ) -> Tuple[Tensor, Optional[Tensor]]:
         """The student's logits on the strong view (input resolution) and,
-        for the contrastive term, its decoder feature."""
-        return forward_logits(self.student, strong, self.with_contrastive)
+        for the contrastive term, the representation head's input."""
+        return forward_logits(self.student, strong, self.with_contrastive,
+                              self.rep_source)
 
     @torch.no_grad()
     def teacher_on_labeled(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
-        """The teacher's softmax and decoder feature on the labeled batch
-        (U2PL's labeled positives and negatives come from the teacher)."""
+        """The teacher's softmax and the representation head's input on the
+        labeled batch (U2PL's labeled positives and negatives come from the
+        teacher)."""
         logits, feats = forward_logits(self.teacher, inputs,
-                                       with_features=True)
+                                       with_features=True,
+                                       source=self.rep_source)
         return self.teacher_posterior(logits), feats
 
     def contrastive_term(self, labeled_inputs: Tensor,
                          labeled_samples: SampleList, student_feat_l: Tensor,
                          student_feat_u: Tensor, teacher_feat_u: Tensor,
                          mixed_maps: Tuple[Tensor, Tensor, Tensor],
-                         cutmix_mask: Optional[Tuple[Tensor, Tensor]]
+                         cutmix_mask: Optional[Tuple[Tensor, Tensor]],
+                         teacher_labeled: Optional[Tuple[Tensor,
+                                                         Tensor]] = None
                          ) -> Tensor:
         """U2PL's pixel contrastive loss of the student (Sec. 3.3).
 
         Anchors are the student's representations of the labeled batch and
         of the (mixed) strong view; positives and the negatives pushed into
         the loss's memory bank come from the teacher's representations of
-        the labeled batch (a teacher forward here) and of the weak view. The
+        the labeled batch (a teacher forward here, unless the teacher step
+        ran it: ``teacher_labeled``) and of the weak view. The
         teacher saw the weak view unmixed, so its representations are moved
         with the CutMix boxes of the strong view (``cutmix_mask``:
         ``(box_mask, perm)``), at representation resolution.
 
         Args:
             labeled_inputs, labeled_samples: The labeled batch.
-            student_feat_l: Student decoder feature on the labeled batch.
+            student_feat_l: Student decoder feature (the representation
+                head's input) on the labeled batch.
             student_feat_u: Student decoder feature on the mixed strong
                 view.
             teacher_feat_u: Teacher decoder feature on the weak view.
@@ -274,9 +355,15 @@ class TeacherStudent:
                 on the strong view (Eq. 15's negatives come from the
                 unreliable pixels).
             cutmix_mask: ``(box_mask, perm)`` of the CutMix step, or None.
+            teacher_labeled: The teacher's ``(softmax, representation-head
+                input)`` on the labeled batch when the teacher step already
+                computed them (``TeacherOutput.labeled``); None runs
+                :meth:`teacher_on_labeled`.
         """
         labels_u, unreliable_u, probs_u = mixed_maps
-        probs_l, teacher_feat_l = self.teacher_on_labeled(labeled_inputs)
+        if teacher_labeled is None:
+            teacher_labeled = self.teacher_on_labeled(labeled_inputs)
+        probs_l, teacher_feat_l = teacher_labeled
         with torch.no_grad():
             teacher_rep_l = self.teacher_rep_head(teacher_feat_l)
             teacher_rep_u = self.teacher_rep_head(teacher_feat_u)

@@ -1,8 +1,10 @@
 """Category-wise FIFO queues of negative keys (U2PL Eq. 16)."""
+import logging
 from typing import Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
+from mmengine.logging import print_log
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
@@ -84,9 +86,16 @@ class ClassMemoryBank(nn.Module):
         num_classes: Number of queues C.
         queue_size: Capacity K of each queue (30000 in U2PL).
         feat_channels: Key dimension D.
-        max_push_per_class: If set, each class enqueues at most this many
-            keys per push, drawn uniformly at random from its candidates.
-            This also bounds the DDP message to
+        max_push_per_class: If set, each rank enqueues at most this many
+            keys per class per push, drawn uniformly at random without
+            replacement from its own candidates before the DDP gather. Under
+            DDP a step can offer more keys than a queue holds (~43k per
+            class on VOC with 8 GPUs for K=30000), and then only the
+            highest-numbered ranks' keys survive the gather's rank order;
+            with ``world_size * max_push_per_class <= K / 2`` every rank
+            gets an equal share and a queue holds several steps. None (the
+            default, as the authors' code) enqueues every candidate. It
+            also bounds the DDP message to
             ``C * max_push_per_class * (D + C)`` values per rank; without it
             the message holds every candidate pixel, ``L * (D + C)`` values,
             and all ranks must push the same number ``L`` of candidates
@@ -113,6 +122,7 @@ class ClassMemoryBank(nn.Module):
         self.queue_size = queue_size
         self.feat_channels = feat_channels
         self.max_push_per_class = max_push_per_class
+        self._overwrite_warned = False
         self.register_buffer(
             'keys', torch.zeros(num_classes, queue_size, feat_channels,
                                 dtype=dtype))
@@ -141,7 +151,9 @@ class ClassMemoryBank(nn.Module):
         keys = keys.detach()
         if self.max_push_per_class is not None:
             keys, class_mask = self._subsample(keys, class_mask, generator)
-        if _distributed_world_size() > 1:
+        world_size = _distributed_world_size()
+        if world_size > 1:
+            self._warn_if_ranks_overwrite(world_size, class_mask.shape[1])
             keys, class_mask = self._gather_from_all_ranks(keys, class_mask)
         keep, slots = fifo_write_slots(class_mask, self.ptr, self.queue_size)
         classes, sources = keep.nonzero(as_tuple=True)
@@ -211,6 +223,27 @@ class ClassMemoryBank(nn.Module):
         class_index = torch.arange(num_classes, device=class_mask.device)
         compact_mask[class_index, class_index] = chosen
         return compact_keys, compact_mask.reshape(num_classes, -1)
+
+    def _warn_if_ranks_overwrite(self, world_size: int,
+                                 num_candidates: int) -> None:
+        """Warn once if one gathered push may exceed a queue, in which case
+        the lower ranks' keys are overwritten by the higher ranks'."""
+        per_rank = self.max_push_per_class or num_candidates
+        if self._overwrite_warned or world_size * per_rank <= self.queue_size:
+            return
+        self._overwrite_warned = True
+        cap = self.queue_size // (2 * world_size)
+        advice = (f'set max_push_per_class <= {cap} (queue_size // (2 * '
+                  'world_size)) for an equal share per rank and queues '
+                  'spanning several steps' if cap >= 1 else
+                  f'a queue of {self.queue_size} cannot hold two steps of '
+                  f'{world_size} ranks: raise queue_size')
+        print_log(
+            f'ClassMemoryBank: {world_size} ranks may push up to '
+            f'{world_size * per_rank} keys per class per step into queues of '
+            f'{self.queue_size}, so the lower ranks\' keys can be '
+            f'overwritten by the higher ranks\' in the same step; {advice}.',
+            logger='current', level=logging.WARNING)
 
     def _gather_from_all_ranks(self, keys: Tensor,
                                class_mask: Tensor) -> Tuple[Tensor, Tensor]:

@@ -4,10 +4,9 @@ Zhang et al., "Robust Mutual Learning for Semi-supervised Semantic
 Segmentation", 2021 (arXiv 2106.00609), Sec. 4.2. Each teacher keeps one
 prototype (feature centroid) per class in its own decoder feature space and
 re-weights its class probabilities by how close a pixel's feature lies to
-each prototype. The paper's Sec. 4.2 equations could not be consulted
-when this was written, so the definitions and equation numbers are the
-project issue's (Eq. 6: the rectified probability, Eq. 9: the class-wise
-confidence, Eq. 10-11: the prototype moving average).
+each prototype. Equation numbers are the paper's (Eq. 6: the rectified
+probability, Eq. 9: the class-wise confidence, Eq. 10-11: the prototype
+moving average).
 
 Every function computes in float32 whatever the input dtype, runs on the
 input's device, has no Python loop over classes or pixels and performs no
@@ -123,19 +122,31 @@ def ema_update_prototypes(prototypes: Tensor, initialised: Tensor,
 
 
 def ema_update_class_prior(class_prior: Tensor, counts: Tensor,
-                           prior_initialised: Tensor,
-                           momentum: float) -> Tensor:
+                           initialised: Tensor, momentum: float) -> Tensor:
     """Moving average of the class frequencies ``pi`` used in Eq. 9.
 
-    ``pi <- lambda * pi + (1 - lambda) * counts / sum(counts)``. The first
-    batch with any counted pixel sets ``pi`` to its frequencies (same
-    reasoning as the prototypes' first-batch initialisation); a batch with
-    no counted pixel leaves ``pi`` unchanged.
+    Per class, like the prototypes (:func:`ema_update_prototypes`): a class
+    whose prior is set follows ``pi_k <- lambda * pi_k + (1 - lambda) *
+    n_k / sum(n)`` (decaying in batches without it); a class seen for the
+    first time takes its batch frequency ``n_k / sum(n)`` directly; a class
+    never seen keeps ``pi_k`` (0). Initialising every class from the first
+    batch instead would give a class absent from it ``pi_k = (1 - lambda)
+    n_k / sum(n)`` when it appears: with ``lambda = 0.9999`` a ``log pi``
+    penalty of about -9.2 nats that decays for thousands of iterations,
+    enough to relabel a pixel lying on the class's own prototype. A class
+    never seen has no prototype either and is masked out of Eq. 9
+    (:func:`prototype_class_weights`), so its 0 is never used.
+
+    ``pi`` therefore need not sum to 1 (e.g. after a late first sighting);
+    Eq. 9's softmax only uses the ratios between classes. A batch with no
+    counted pixel leaves ``pi`` unchanged.
 
     Args:
         class_prior: (C,) current prior ``pi``.
-        counts: (C,) pixel count per class in the batch.
-        prior_initialised: bool 0-dim, True once ``pi`` has been set.
+        counts: (C,) pixel count ``n`` per class in the batch.
+        initialised: bool (C,), True where ``pi_k`` has been set (the
+            rectifier passes its prototypes' flags before the update: the
+            classes seen in an earlier batch).
         momentum: ``lambda`` in [0, 1].
 
     Returns:
@@ -145,13 +156,15 @@ def ema_update_class_prior(class_prior: Tensor, counts: Tensor,
         raise ValueError(
             f'class_prior and counts must both have shape (C,), got '
             f'{tuple(class_prior.shape)} and {tuple(counts.shape)}')
+    _check_mask('initialised', initialised, class_prior.shape)
     check_number('momentum', momentum, 0, 1)
     class_prior = class_prior.float()
-    total = counts.float().sum()
-    frequencies = counts.float() / total.clamp_min(1.0)
-    averaged = torch.where(prior_initialised,
-                           torch.lerp(frequencies, class_prior, momentum),
-                           frequencies)
+    counts = counts.float()
+    total = counts.sum()
+    frequencies = counts / total.clamp_min(1.0)
+    averaged = torch.where(
+        initialised, torch.lerp(frequencies, class_prior, momentum),
+        torch.where(counts > 0, frequencies, class_prior))
     return torch.where(total > 0, averaged, class_prior)
 
 

@@ -215,18 +215,27 @@ def pseudo_label_cross_entropy(logits: Tensor,
         reduction='sum')
     if class_weight is not None:
         num_labeled = (labels != ignore_index).sum()
-        weight_sum = class_weighted_avg_factor(labels, class_weight.float(),
-                                               ignore_index)
+        weight_sum = counted_pixel_weight(labels, ignore_index,
+                                          class_weight.float())
         # Rescale to mean weight 1 over the labeled pixels; an all-ignored
         # batch has summed == 0 and stays 0.
         summed = summed * num_labeled / weight_sum.clamp_min(1e-12)
     return summed / labels.numel()
 
 
-def class_weighted_avg_factor(label: Tensor, class_weight: Tensor,
-                              ignore_index: int) -> Tensor:
-    """Sum of ``class_weight[label]`` over the pixels not ignored: the
-    normaliser of PyTorch's class-weighted mean cross-entropy."""
+def counted_pixel_weight(label: Tensor,
+                         ignore_index: int,
+                         class_weight: Optional[Tensor] = None,
+                         pixel_weight: Optional[Tensor] = None) -> Tensor:
+    """Sum over the pixels not ignored of ``class_weight[label]`` times
+    ``pixel_weight`` (each 1 when None): the normaliser of PyTorch's mean
+    cross-entropy, restricted to the pixels a sampler keeps (mmseg's OHEM
+    gives kept pixels weight 1, the others 0)."""
     valid = label != ignore_index
-    safe_label = torch.where(valid, label, torch.zeros_like(label))
-    return (class_weight[safe_label] * valid).sum()
+    counted = valid.float()
+    if class_weight is not None:
+        safe_label = torch.where(valid, label, torch.zeros_like(label))
+        counted = counted * class_weight[safe_label]
+    if pixel_weight is not None:
+        counted = counted * pixel_weight
+    return counted.sum()

@@ -1,8 +1,9 @@
 """Running mmseg segmentors for semi-supervised training: logits and the
-decoder feature at the classifier's input, the teacher step's chain
-(rectify, align, select), and the masks of a padded batch."""
+decoder features at the classifier's input (or another decode-head
+module's), the teacher step's chain (rectify, align, select), and the masks
+of a padded batch."""
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -70,53 +71,96 @@ def decode_loss_class_weight(segmentor: nn.Module) -> Optional[List[float]]:
     return None
 
 
-@contextmanager
-def capture_classifier_input(decode_head: nn.Module) -> Iterator[list]:
-    """Record the decoder feature that enters the classifier.
+def feature_module(decode_head: nn.Module,
+                   source: Optional[str] = None) -> nn.Module:
+    """The module whose input is the feature ``source`` names.
 
-    Yields a list that holds, after the head's forward, the captured
-    (B, D, h, w) feature.
+    ``source`` is a submodule name of the decode head (a dotted path, e.g.
+    ``'sep_bottleneck'`` for DeepLabV3+'s fusion of ASPP and low-level
+    features), or None for the classifier input
+    (:func:`classifier_input_module`).
     """
-    captured: list = []
+    if source is None:
+        return classifier_input_module(decode_head)
+    if isinstance(source, str) and source:
+        try:
+            return decode_head.get_submodule(source)
+        except AttributeError:
+            pass
+    children = [name for name, _ in decode_head.named_children()]
+    raise ValueError(
+        f'feature_source={source!r} names no submodule of '
+        f'{type(decode_head).__name__} (its modules: {children}); name the '
+        'decode-head module whose input is the feature, or leave it None '
+        'for the classifier input')
 
-    def hook(module, args):
-        captured.append(args[0])
 
-    handle = classifier_input_module(decode_head).register_forward_pre_hook(
-        hook)
+@contextmanager
+def capture_inputs(decode_head: nn.Module,
+                   sources: Sequence[Optional[str]]) -> Iterator[List[list]]:
+    """Record the input of each module ``sources`` names
+    (:func:`feature_module`) during the head's forward.
+
+    Yields one list per source that holds, after the forward, the captured
+    (B, D, h, w) feature(s).
+    """
+    captured: List[list] = [[] for _ in sources]
+    handles = []
+
+    def hook_into(store: list):
+        return lambda module, args: store.append(args[0])
+
     try:
+        for source, store in zip(sources, captured):
+            handles.append(
+                feature_module(decode_head,
+                               source).register_forward_pre_hook(
+                                   hook_into(store)))
         yield captured
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
+
+
+def decode_with_inputs(head: nn.Module, feats: List[Tensor],
+                       sources: Sequence[Optional[str]]
+                       ) -> Tuple[Tensor, List[Tensor]]:
+    """Run a decode head once; return its logits and the input of each
+    module ``sources`` names (None: the classifier), in order."""
+    with capture_inputs(head, sources) as captured:
+        logits = head(feats)
+    for source, store in zip(sources, captured):
+        if not store:
+            called = 'its classifier (cls_seg)' if source is None \
+                else f'its {source!r} module'
+            raise RuntimeError(
+                f'{type(head).__name__}.forward did not call {called}; its '
+                'decoder features cannot be captured')
+    return logits, [store[-1] for store in captured]
 
 
 def decode_with_features(head: nn.Module,
-                         feats: List[Tensor]) -> Tuple[Tensor, Tensor]:
-    """Run a decode head; return its logits and its classifier input."""
-    with capture_classifier_input(head) as captured:
-        logits = head(feats)
-    if not captured:
-        raise RuntimeError(
-            f'{type(head).__name__}.forward did not call its classifier '
-            '(cls_seg); its decoder features cannot be captured')
-    return logits, captured[-1]
+                         feats: List[Tensor],
+                         source: Optional[str] = None
+                         ) -> Tuple[Tensor, Tensor]:
+    """Run a decode head; return its logits and its classifier input (or
+    the input of the module ``source`` names)."""
+    logits, (features, ) = decode_with_inputs(head, feats, [source])
+    return logits, features
 
 
-def forward_logits(segmentor: nn.Module,
-                   inputs: Tensor,
-                   with_features: bool = False
-                   ) -> Tuple[Tensor, Optional[Tensor]]:
-    """Logits at input resolution, and optionally the decoder feature.
+def forward_with_inputs(segmentor: nn.Module, inputs: Tensor,
+                        sources: Sequence[Optional[str]]
+                        ) -> Tuple[Tensor, List[Tensor]]:
+    """Logits at input resolution and the decoder features ``sources``
+    names (:func:`decode_with_inputs`), from one forward.
 
     Unlike ``predict`` this keeps padding, flips and the network's input
     size, so pseudo-labels line up pixel for pixel with the strong view.
     """
     feats = segmentor.extract_feat(inputs)
     head = segmentor.decode_head
-    if with_features:
-        logits, features = decode_with_features(head, feats)
-    else:
-        logits, features = head(feats), None
+    logits, features = decode_with_inputs(head, feats, sources)
     logits = F.interpolate(
         logits,
         size=inputs.shape[2:],
@@ -125,17 +169,32 @@ def forward_logits(segmentor: nn.Module,
     return logits, features
 
 
+def forward_logits(segmentor: nn.Module,
+                   inputs: Tensor,
+                   with_features: bool = False,
+                   source: Optional[str] = None
+                   ) -> Tuple[Tensor, Optional[Tensor]]:
+    """Logits at input resolution, and optionally the decoder feature (the
+    classifier input, or the input of the module ``source`` names)."""
+    logits, features = forward_with_inputs(
+        segmentor, inputs, [source] if with_features else [])
+    return logits, (features[0] if with_features else None)
+
+
 def segmentor_loss_with_features(
-        segmentor: nn.Module, inputs: Tensor,
-        data_samples: SampleList) -> Tuple[dict, Tensor, Tensor]:
+        segmentor: nn.Module,
+        inputs: Tensor,
+        data_samples: SampleList,
+        source: Optional[str] = None) -> Tuple[dict, Tensor, Tensor]:
     """``EncoderDecoder.loss`` that also returns the decoder's outputs.
 
     Returns the same losses (``decode.*``, ``aux*``), the decode head's raw
-    logits and the feature that entered its classifier, from one forward.
+    logits and the feature that entered its classifier (or the module
+    ``source`` names), from one forward.
     """
     feats = segmentor.extract_feat(inputs)
     head = segmentor.decode_head
-    seg_logits, features = decode_with_features(head, feats)
+    seg_logits, features = decode_with_features(head, feats, source)
     losses = add_prefix(head.loss_by_feat(seg_logits, data_samples), 'decode')
     if getattr(segmentor, 'with_auxiliary_head', False):
         losses.update(
@@ -148,7 +207,8 @@ def rectified_pseudo_labels(pseudo_labeler: nn.Module,
                             feats: Optional[Tensor], valid: Tensor,
                             progress: Tuple[int, int],
                             class_balance: Optional[nn.Module] = None,
-                            monitor: Optional[ClassShareMonitor] = None):
+                            monitor: Optional[ClassShareMonitor] = None,
+                            labeled: Optional[Tuple[Tensor, Tensor]] = None):
     """Pseudo-label a teacher's softmax: rectify, align, select.
 
     The rectifier judges the batch with prototypes from earlier batches and
@@ -161,13 +221,16 @@ def rectified_pseudo_labels(pseudo_labeler: nn.Module,
     classes 2.3-2.6x, docs/benchmarks/class_balance.md). ``rectified_ratio``
     of the result is the fraction of valid pixels whose arg-max the
     rectifier changed (None without a rectifier). ``monitor`` counts the
-    result's classes against the raw arg-max.
+    result's classes against the raw arg-max. ``labeled``: the same
+    teacher's classifier input on the labeled batch and its (B, H, W)
+    ground truth, which the rectifier's update adds to the prototypes
+    (RML Eq. 10, ``labeled_prototypes``).
     """
     raw = probs
     changed = None
     if rectifier is not None:
         probs, changed = rectifier(raw, feats, valid)
-        rectifier.update(feats, raw, valid)
+        rectifier.update(feats, raw, valid, *(labeled or (None, None)))
     if class_balance is not None:
         probs = class_balance(probs, valid)
     pseudo = pseudo_labeler(probs, valid, progress)

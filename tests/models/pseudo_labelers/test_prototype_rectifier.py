@@ -106,7 +106,8 @@ def test_ema_update_prototypes_rejects_bad_momentum():
 
 def test_ema_update_class_prior_by_hand():
     prior = torch.zeros(3)
-    not_set, is_set = torch.tensor(False), torch.tensor(True)
+    not_set = torch.zeros(3, dtype=torch.bool)
+    is_set = torch.ones(3, dtype=torch.bool)
     first = ema_update_class_prior(prior, torch.tensor([2.0, 1.0, 1.0]),
                                    not_set, 0.5)
     assert torch.allclose(first, torch.tensor([0.5, 0.25, 0.25]))
@@ -116,6 +117,21 @@ def test_ema_update_class_prior_by_hand():
     # A batch without any counted pixel leaves the prior alone.
     assert torch.equal(
         ema_update_class_prior(second, torch.zeros(3), is_set, 0.5), second)
+
+
+def test_ema_update_class_prior_first_sighting_per_class():
+    # Classes 0 and 1 were seen ([0.5, 0.5]); class 2 appears now and class
+    # 3 is still unseen. Batch frequencies [1, 1, 2, 0] / 4.
+    prior = torch.tensor([0.5, 0.5, 0.0, 0.0])
+    initialised = torch.tensor([True, True, False, False])
+    new = ema_update_class_prior(prior, torch.tensor([1.0, 1.0, 2.0, 0.0]),
+                                 initialised, 0.5)
+    # Seen classes average (0.5 * 0.5 + 0.5 * 0.25); class 2 takes its
+    # batch frequency, not 0.5 * 0.5; class 3 stays 0.
+    assert torch.allclose(new, torch.tensor([0.375, 0.375, 0.5, 0.0]))
+    with pytest.raises(ValueError,
+                       match=r'initialised must have shape \(4,\)'):
+        ema_update_class_prior(prior, torch.ones(4), torch.tensor(True), 0.5)
 
 
 # --------------------------------------------------------------------------
@@ -243,6 +259,9 @@ def test_rectifier_is_registered():
     assert isinstance(rectifier, PrototypeRectifier)
     assert rectifier.momentum == 0.9999
     assert rectifier.prototypes.shape == (4, 8)
+    # ProDA has no prior; the paper's Eq. 10 takes labeled pixels too.
+    assert rectifier.use_prior is False
+    assert rectifier.labeled_prototypes is True
 
 
 def test_rectifier_identity_before_any_update():
@@ -304,6 +323,45 @@ def test_rectifier_uses_class_prior():
     assert torch.allclose(rectified.flatten(), expected / expected.sum())
 
 
+def test_prior_of_a_late_class_starts_at_its_frequency():
+    """A class absent from the first batch is not penalised by the prior
+    once it appears: pi_k is its first batch's frequency, not (1 - lambda)
+    times it (log 1e-4 = -9.2 nats at lambda = 0.9999)."""
+    momentum = 0.9999
+    rectifier = PrototypeRectifier(3, 2, momentum=momentum, use_prior=True)
+    one_hot = ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
+    # Batch 1: classes 0 and 1 at their unit prototypes, class 2 absent.
+    rectifier.update(pixels([0.0, 0.0], [1.0, 0.0]),
+                     pixels(one_hot[0], one_hot[1]))
+    assert torch.allclose(rectifier.class_prior,
+                          torch.tensor([0.5, 0.5, 0.0]))
+    # Batch 2: one pixel each of classes 0 and 1, two of class 2.
+    rectifier.update(
+        pixels([0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]),
+        pixels(one_hot[0], one_hot[1], one_hot[2], one_hot[2]))
+    assert torch.equal(rectifier.prototypes, unit_prototypes())
+    seen = momentum * 0.5 + (1 - momentum) * 0.25
+    assert torch.allclose(rectifier.class_prior,
+                          torch.tensor([seen, seen, 0.5]))
+
+    # A pixel on class 2's prototype that the teacher gives to class 2 keeps
+    # class 2: w * p = [0.3 * pi0 e^-1, 0.3 * pi1 e^-sqrt2, 0.4 * pi2].
+    p = pixels([0.3, 0.3, 0.4])
+    on_prototype = pixels([0.0, 1.0])
+    rectified, changed = rectifier(p, on_prototype)
+    expected = torch.tensor([0.3 * seen * E, 0.3 * seen * E_ROOT2, 0.4 * 0.5])
+    assert torch.allclose(rectified.flatten(), expected / expected.sum())
+    assert rectified.argmax(dim=1).item() == 2
+    assert changed.item() == 0.0
+    # Initialised from the first batch, pi2 would be (1 - lambda) * 0.5 and
+    # the same pixel would be relabelled class 0.
+    old_prior = torch.tensor([seen, seen, (1 - momentum) * 0.5])
+    weights = prototype_class_weights(on_prototype, unit_prototypes(),
+                                      torch.ones(3, dtype=torch.bool),
+                                      old_prior.log())
+    assert rectify_probabilities(p, weights).argmax(dim=1).item() == 0
+
+
 def test_rectifier_upsamples_weights_bilinearly():
     rectifier = seeded_rectifier(use_prior=False)
     # Features (1, 2, 1, 2) -> weights w0 (feature [1, 0]) and w1 ([0, 1]);
@@ -341,9 +399,10 @@ def test_rectifier_update_ema_and_unseen_class():
     assert rectifier.prototype_initialised.tolist() == [
         True, True, True, False
     ]
-    # Prior: 0.5 * [2/3, 1/3, 0, 0] + 0.5 * [1/2, 0, 1/2, 0].
+    # Prior: 0.5 * [2/3, 1/3] + 0.5 * [1/2, 0] for the classes seen
+    # before; class 2, first seen, takes its frequency 1/2; class 3: 0.
     assert torch.allclose(rectifier.class_prior,
-                          torch.tensor([7 / 12, 1 / 6, 1 / 4, 0.0]))
+                          torch.tensor([7 / 12, 1 / 6, 1 / 2, 0.0]))
     # The never-seen class is excluded from the weights: even a teacher that
     # is sure of class 3 is sent to the initialised classes it allows.
     rectified, _ = rectifier(
@@ -382,6 +441,61 @@ def test_rectifier_update_from_labels_skips_ignore_index():
     rectifier.update_from_labels(feats, labels)
     assert torch.equal(rectifier.prototypes, torch.tensor([[0.0], [2.0]]))
     assert rectifier.prototype_initialised.tolist() == [False, True]
+
+
+def test_labeled_and_unlabeled_pixels_make_one_centroid(monkeypatch):
+    """Eq. 10: one batch centroid per class over labeled pixels (ground
+    truth) and unlabeled ones (teacher arg-max), one all-reduce."""
+    reduced = []
+    original = PrototypeRectifier._all_reduce_class_statistics
+
+    def counting(sums, counts):
+        reduced.append(counts.clone())
+        return original(sums, counts)
+
+    monkeypatch.setattr(PrototypeRectifier, '_all_reduce_class_statistics',
+                        staticmethod(counting))
+    rectifier = PrototypeRectifier(num_classes=3, feat_channels=1,
+                                   momentum=0.5)
+    # Unlabeled: features 1, 3 (class 0) and 10 (class 1).
+    feats = torch.tensor([[[[1.0, 3.0, 10.0]]]])
+    probs = pixels([0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.9, 0.0])
+    # Labeled at 2x the feature resolution, read nearest (top-left of each
+    # 2x2 block): classes 0, 2, ignored, with features 5, 7, 100.
+    labeled_feats = torch.tensor([[[[5.0, 7.0, 100.0]]]])
+    labels = torch.tensor([[0, 0, 2, 2, 255, 255],
+                           [0, 0, 2, 2, 255, 255]]).unsqueeze(0)
+    rectifier.update(feats, probs, None, labeled_feats, labels)
+    # Class 0: mean of 1, 3 (unlabeled) and 5 (labeled); class 1: 10;
+    # class 2 (labeled only): 7. The ignored pixel (100) is left out.
+    assert torch.equal(rectifier.prototypes,
+                       torch.tensor([[3.0], [10.0], [7.0]]))
+    assert rectifier.prototype_initialised.all()
+    assert torch.allclose(rectifier.class_prior,
+                          torch.tensor([3 / 5, 1 / 5, 1 / 5]))
+    assert [c.tolist() for c in reduced] == [[3.0, 1.0, 1.0]]
+
+    # A second step: one moving-average step over both sets' centroid.
+    rectifier.update(torch.tensor([[[[7.0]]]]), pixels([1.0, 0.0, 0.0]),
+                     None, torch.tensor([[[[9.0]]]]),
+                     torch.tensor([[[0]]]))
+    # Class 0 batch mean (7 + 9) / 2 = 8: 0.5 * 3 + 0.5 * 8.
+    assert torch.equal(rectifier.prototypes,
+                       torch.tensor([[5.5], [10.0], [7.0]]))
+    assert len(reduced) == 2
+
+
+def test_labeled_pixels_ignored_without_labeled_prototypes():
+    rectifier = PrototypeRectifier(num_classes=3, feat_channels=1,
+                                   momentum=0.5, labeled_prototypes=False)
+    feats = torch.tensor([[[[1.0, 3.0]]]])
+    probs = pixels([0.9, 0.1, 0.0], [0.9, 0.1, 0.0])
+    rectifier.update(feats, probs, None, torch.tensor([[[[5.0, 7.0]]]]),
+                     torch.tensor([[[0, 2]]]))
+    assert torch.equal(rectifier.prototypes,
+                       torch.tensor([[2.0], [0.0], [0.0]]))
+    assert rectifier.prototype_initialised.tolist() == [True, False, False]
+    assert torch.equal(rectifier.class_prior, torch.tensor([1.0, 0.0, 0.0]))
 
 
 def test_rectifier_state_dict_round_trip(tmp_path):
@@ -470,6 +584,19 @@ def test_rectifier_rejects_bad_arguments():
     with pytest.raises(ValueError, match='labels must be an int64'):
         rectifier.update_from_labels(torch.rand(1, 2, 1, 1),
                                      torch.ones(1, 2, 2))
+    with pytest.raises(ValueError, match='labels must be an int64'):
+        rectifier.update(torch.rand(1, 2, 1, 1), torch.rand(1, 3, 2, 2),
+                         None, torch.rand(2, 2, 1, 1),
+                         torch.ones(1, 2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match='go together'):
+        rectifier.update(torch.rand(1, 2, 1, 1), torch.rand(1, 3, 2, 2),
+                         None, torch.rand(1, 2, 1, 1))
+    with pytest.raises(ValueError, match='use_prior must be True or False'):
+        PrototypeRectifier(num_classes=2, feat_channels=2, use_prior=1)
+    with pytest.raises(ValueError,
+                       match='labeled_prototypes must be True or False'):
+        PrototypeRectifier(num_classes=2, feat_channels=2,
+                           labeled_prototypes='yes')
 
 
 # --------------------------------------------------------------------------

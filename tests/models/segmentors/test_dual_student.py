@@ -455,6 +455,74 @@ def test_pseudo_labels_are_the_rectified_argmax():
     assert not torch.equal(rectifier.prototypes, before)
 
 
+def count_decode_calls(segmentor):
+    """A list that grows by one per forward of ``segmentor``'s head."""
+    calls = []
+    segmentor.decode_head.register_forward_hook(
+        lambda module, args, output: calls.append(args[0][0].shape[0]))
+    return calls
+
+
+@pytest.mark.parametrize('labeled_prototypes', [True, False])
+def test_labeled_ground_truth_feeds_the_prototypes(labeled_prototypes):
+    """RML Eq. 10: teacher features on the labeled batch, grouped by the
+    ground truth, update the prototypes with the weak view's."""
+    model = build_model(rectifier=dict(
+        type='PrototypeRectifier', momentum=0.5,
+        labeled_prototypes=labeled_prototypes))
+    inputs, samples = semi_batch()
+    model.train()
+    # Teacher 1 labels every weak pixel class 0: classes 1 and 2 are only
+    # in the labeled batch's ground truth.
+    force_class(model.teacher1, 0)
+    with torch.no_grad():
+        _, feats_l = forward_logits(model.teacher1, inputs['labeled'], True)
+        _, feats_u = forward_logits(model.teacher1, inputs['weak'], True)
+    gt = torch.stack([s.gt_sem_seg.data[0] for s in samples['labeled']])
+    gt = F.interpolate(gt[:, None].float(), size=feats_l.shape[2:],
+                       mode='nearest')[:, 0].long()
+    calls = count_decode_calls(model.teacher1)
+    model.loss(inputs, samples)
+    rectifier = model.rectifier1
+    # One teacher forward on the weak view, one more on the labeled batch
+    # only when the rectifier takes labeled pixels.
+    assert len(calls) == (2 if labeled_prototypes else 1)
+    if not labeled_prototypes:
+        assert rectifier.prototype_initialised.tolist() == [
+            True, False, False
+        ]
+        assert torch.allclose(rectifier.prototypes[0],
+                              feats_u.mean(dim=(0, 2, 3)), atol=1e-5)
+        return
+    assert rectifier.prototype_initialised.all()
+    channels_last = feats_l.permute(0, 2, 3, 1)
+    for cls in (1, 2):
+        expected = channels_last[gt == cls].mean(dim=0)
+        assert torch.allclose(rectifier.prototypes[cls], expected,
+                              atol=1e-5)
+    # Class 0: one centroid over the weak pixels and the labeled ones.
+    expected = torch.cat([
+        feats_u.permute(0, 2, 3, 1).reshape(-1, feats_u.shape[1]),
+        channels_last[gt == 0]
+    ]).mean(dim=0)
+    assert torch.allclose(rectifier.prototypes[0], expected, atol=1e-5)
+
+
+def test_contrastive_term_reuses_the_labeled_teacher_forward():
+    """RML with U2PL's contrastive term: the labeled teacher forward of the
+    rectifier is the one the contrastive term uses (no second one)."""
+    from helpers import tiny_contrastive_loss_cfg, tiny_rep_head_cfg
+    model = build_model(
+        rep_head=tiny_rep_head_cfg(),
+        contrastive_loss=tiny_contrastive_loss_cfg(num_classes=NUM_CLASSES))
+    model.train()
+    calls = count_decode_calls(model.teacher1)
+    losses = model.loss(*semi_batch())
+    assert len(calls) == 2  # the weak view and the labeled batch
+    assert torch.isfinite(losses['unsup1_loss_contrast'])
+    assert model.rectifier1.prototype_initialised.all()
+
+
 def test_identical_teachers_agree_fully():
     model = build_model(rectifier=None)
     model.teacher2.load_state_dict(model.teacher1.state_dict())

@@ -2,7 +2,9 @@
 memory bank state, prototype rectifier option, and build-time errors."""
 import pytest
 import torch
-from helpers import tiny_mean_teacher_cfg, tiny_u2pl_cfg
+from helpers import (TINY_DLV3P_C1_CHANNELS, TINY_DLV3P_CHANNELS,
+                     tiny_deeplabv3plus_cfg, tiny_mean_teacher_cfg,
+                     tiny_rep_head_cfg, tiny_u2pl_cfg)
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
@@ -180,3 +182,89 @@ def test_prototype_rectifier_option_logs_changed_fraction():
     assert bool(model.rectifier.prototype_initialised.any())
     second = model.loss(inputs, data_samples)
     assert 0.0 <= float(second['unsup_rectified_ratio']) <= 1.0
+
+
+# ------------------------------------- the representation head's source
+#: The tiny DeepLabV3+'s fused ASPP + low-level feature (sep_bottleneck's
+#: input), what U2PL's representation head reads.
+FUSED = TINY_DLV3P_CHANNELS + TINY_DLV3P_C1_CHANNELS
+
+
+def u2pl_deeplabv3plus_cfg(feature_source=None, **rep_head):
+    """Tiny U2PL on DeepLabV3+; ``feature_source`` None is the default
+    (the classifier input, channels read from the student)."""
+    if feature_source is not None:
+        rep_head = dict(dict(feature_source=feature_source,
+                             in_channels=FUSED), **rep_head)
+    return u2pl_cfg(segmentor=tiny_deeplabv3plus_cfg(),
+                    rep_head=tiny_rep_head_cfg(**rep_head))
+
+
+def grad_sum(module):
+    return sum(
+        float(p.grad.abs().sum()) for p in module.parameters()
+        if p.grad is not None)
+
+
+@pytest.mark.parametrize('feature_source', ['sep_bottleneck', None])
+def test_paper_source_keeps_contrast_off_the_classifier_branch(
+        feature_source):
+    """Issue "Paper fidelity", U2PL item 3: in U2PL the representation and
+    classifier heads are parallel branches on the fused decoder feature, so
+    the contrastive loss alone trains ASPP, the low-level branch and the
+    backbone but not sep_bottleneck; reading the classifier input (the
+    default) trains sep_bottleneck too."""
+    model = build(u2pl_deeplabv3plus_cfg(feature_source))
+    losses = model.loss(*semi_batch())
+    assert losses['unsup_loss_contrast'] > 0
+    losses['unsup_loss_contrast'].backward()
+    head = model.student.decode_head
+    for module in (head.aspp_modules, head.bottleneck, head.c1_bottleneck,
+                   model.student.backbone, model.student_rep_head):
+        assert grad_sum(module) > 0
+    assert all(p.grad is None for p in head.conv_seg.parameters())
+    if feature_source == 'sep_bottleneck':
+        assert model.student_rep_head.in_channels == FUSED
+        assert grad_sum(head.sep_bottleneck) == 0
+    else:
+        assert model.student_rep_head.in_channels == TINY_DLV3P_CHANNELS
+        assert grad_sum(head.sep_bottleneck) > 0
+
+
+def test_one_forward_per_view_feeds_rectifier_and_rep_head():
+    """With a rectifier the teacher's one forward on the weak view gives
+    the rectifier the classifier input and the representation head
+    sep_bottleneck's input; a loss step runs each network once per view."""
+    cfg = u2pl_deeplabv3plus_cfg('sep_bottleneck')
+    cfg['rectifier'] = dict(
+        type='PrototypeRectifier', num_classes=NUM_CLASSES, momentum=0.5)
+    model = build(cfg)
+    assert model.rectifier.feat_channels == TINY_DLV3P_CHANNELS
+    calls = {'teacher': 0, 'student': 0}
+    for name in calls:
+        getattr(model, name).decode_head.register_forward_hook(
+            lambda *args, name=name: calls.__setitem__(name, calls[name] + 1))
+    inputs, data_samples = semi_batch()
+    weak = inputs['weak']
+    output = model.pairs[0].pseudo_label(
+        weak, torch.ones(weak.shape[:1] + weak.shape[2:], dtype=torch.bool),
+        model.progress)
+    assert calls == {'teacher': 1, 'student': 0}
+    assert output.feats.shape[1] == FUSED
+    assert bool(model.rectifier.prototype_initialised.any())
+    calls.update(teacher=0)
+    model.loss(inputs, data_samples)
+    # weak + labeled for the teacher, labeled + strong for the student
+    assert calls == {'teacher': 2, 'student': 2}
+
+
+def test_bad_feature_source_is_refused_at_build_time():
+    with pytest.raises(ValueError) as error:
+        MODELS.build(u2pl_deeplabv3plus_cfg('sep_bottlenek'))
+    assert "feature_source='sep_bottlenek'" in str(error.value)
+    assert 'DepthwiseSeparableASPPHead' in str(error.value)
+    cfg = u2pl_deeplabv3plus_cfg('sep_bottleneck')
+    cfg['rep_head'].pop('in_channels')
+    with pytest.raises(ValueError, match='give its channels as rep_head '
+                       'in_channels'):
+        MODELS.build(cfg)

@@ -126,6 +126,30 @@ def test_sampled_box_area_and_placement():
     assert (y1 == 0).any() and (y2 == height).any()
 
 
+def test_u2pl_paper_box_is_half_the_image():
+    """The U2PL paper configs' box (issue "Paper fidelity", U2PL item 4):
+    U2PL's generate_cutout_mask(ratio=2) pastes a box of half the image
+    area with each side between half and all of the image's side. The
+    configs' area (0.5, 0.5) and height/width (0.5, 2) on a square crop
+    give that box; the default range gives smaller ones."""
+    size = 513
+    boxes = sample_cutmix_boxes(
+        2000, size, size, area_ratio_range=(0.5, 0.5),
+        aspect_ratio_range=(0.5, 2.0),
+        generator=torch.Generator().manual_seed(0))
+    x1, y1, x2, y2 = boxes.unbind(dim=1)
+    box_h, box_w = y2 - y1, x2 - x1
+    area = (box_h * box_w).float() / size**2
+    assert (area - 0.5).abs().max() < 0.5 / size + 1e-6
+    for side in (box_h, box_w):
+        assert (side >= size // 2).all() and (side <= size).all()
+    default = sample_cutmix_boxes(
+        2000, size, size, generator=torch.Generator().manual_seed(0))
+    default_area = ((default[:, 3] - default[:, 1]) *
+                    (default[:, 2] - default[:, 0])).float() / size**2
+    assert default_area.max() < 0.41
+
+
 def test_full_area_box_covers_image():
     boxes = sample_cutmix_boxes(4, 7, 9, area_ratio_range=(1.0, 1.0))
     assert boxes.tolist() == [[0, 0, 9, 7]] * 4

@@ -5,6 +5,7 @@ import pytest
 import torch
 from mmseg.registry import MODELS
 
+from mmseg_semi.models.utils import class_memory_bank
 from mmseg_semi.models.utils.class_memory_bank import (ClassMemoryBank,
                                                        fifo_write_slots,
                                                        random_subset_per_class)
@@ -198,6 +199,44 @@ def test_max_push_per_class_caps_and_keeps_arrival_order():
     assert stored(bank, 1)[0] == 4
 
 
+def test_capped_push_keeps_a_uniform_subset_of_the_offered_keys():
+    """Each class (one trial per class) offers keys 1..10 and keeps 4 of
+    them: distinct, offered, in arrival order, each with probability 0.4."""
+    trials, offered, cap = 3000, 10, 4
+    bank = ClassMemoryBank(num_classes=trials + 1, queue_size=8,
+                           feat_channels=1, max_push_per_class=cap)
+    class_mask = torch.ones(trials + 1, offered, dtype=torch.bool)
+    class_mask[-1, 2:] = False  # the last class offers 2 keys (< cap)
+    bank.push(scalar_keys(*range(1, offered + 1)), class_mask,
+              generator=torch.Generator().manual_seed(0))
+    assert bank.count.tolist() == [cap] * trials + [2]
+    assert stored(bank, trials)[:2] == [1, 2]
+    kept = bank.keys[:trials, :cap, 0]
+    assert bool((bank.keys[:trials, cap:] == 0).all())
+    assert bool(((kept >= 1) & (kept <= offered)).all())
+    assert bool((kept[:, 1:] > kept[:, :-1]).all())  # distinct, in order
+    frequency = torch.stack(
+        [(kept == key).any(dim=1).float().mean()
+         for key in range(1, offered + 1)])
+    # P(kept) = 4 / 10 for every key (sd ~ 0.009).
+    assert torch.allclose(frequency, torch.full((offered, ), 0.4),
+                          atol=0.04)
+
+
+def test_capped_push_is_deterministic_with_a_generator():
+
+    def pushed(seed):
+        bank = ClassMemoryBank(num_classes=2, queue_size=6, feat_channels=2,
+                               max_push_per_class=3)
+        bank.push(torch.arange(40.).view(20, 2),
+                  torch.ones(2, 20, dtype=torch.bool),
+                  generator=torch.Generator().manual_seed(seed))
+        return bank.keys.clone()
+
+    assert torch.equal(pushed(0), pushed(0))
+    assert not torch.equal(pushed(0), pushed(1))
+
+
 def test_random_subset_is_uniform():
     generator = torch.Generator().manual_seed(0)
     trials = 4000
@@ -276,3 +315,81 @@ def test_ddp_push_gathers_all_ranks_in_rank_order(tmp_path, cap):
     assert keys[1].tolist() == [3, 13, 0, 0, 0, 0]
     assert states[0]['count'].tolist() == [6, 2]
     assert states[0]['ptr'].tolist() == [0, 2]
+
+
+def _ddp_two_steps_worker(rank, world_size, init_method, out_dir, cap):
+    with gloo_group(rank, world_size, init_method):
+        bank = ClassMemoryBank(num_classes=2, queue_size=8, feat_channels=1,
+                               max_push_per_class=cap)
+        generator = torch.Generator().manual_seed(rank)
+        for step in (1, 2):
+            # Key 100 * step + 10 * rank + i: 8 keys (a whole queue) for
+            # class 0, one for class 1.
+            keys = scalar_keys(*(100 * step + 10 * rank + i
+                                 for i in range(8)))
+            class_mask = torch.zeros(2, 8, dtype=torch.bool)
+            class_mask[0] = True
+            class_mask[1, 0] = True
+            bank.push(keys, class_mask, generator=generator)
+            torch.save(dict(bank.state_dict(),
+                            warned=bank._overwrite_warned),
+                       os.path.join(out_dir, f'{rank}-{step}.pth'))
+
+
+def _origins(queue):
+    """(step, rank) of each filled slot of a queue of scalar keys."""
+    return sorted((int(key) // 100, int(key) % 100 // 10) for key in queue)
+
+
+def test_ddp_capped_push_keeps_an_equal_share_of_every_rank(tmp_path):
+    """Issue "Paper fidelity", U2PL item 6: 2 ranks offer 8 keys each to a
+    queue of 8 and push 2 each; the queue keeps both ranks' keys in equal
+    numbers, and after a second step the keys of both steps."""
+    spawn_gloo_workers(_ddp_two_steps_worker, str(tmp_path), 2)
+    for step in (1, 2):
+        states = [torch.load(tmp_path / f'{rank}-{step}.pth')
+                  for rank in range(2)]
+        for name in ('keys', 'ptr', 'count'):
+            assert torch.equal(states[0][name], states[1][name]), name
+        assert not states[0]['warned']
+        keys = states[0]['keys'][..., 0]
+        count = states[0]['count'].tolist()
+        assert count == [4 * step, 2 * step]
+        queue = keys[0, :count[0]]
+        assert len(set(queue.tolist())) == count[0]
+        assert bool(((queue % 100) % 10 < 8).all())  # offered keys only
+        assert _origins(queue) == sorted(
+            (s, r) for s in range(1, step + 1) for r in (0, 1)
+            for _ in range(2))
+        assert _origins(keys[1, :count[1]]) == [
+            (s, r) for s in range(1, step + 1) for r in (0, 1)]
+
+
+def test_ddp_uncapped_push_keeps_only_the_last_rank(tmp_path):
+    """Why the cap: without it the 16 gathered keys overflow the queue of 8
+    and rank 1's overwrite rank 0's, every step (and the bank warns)."""
+    spawn_gloo_workers(_ddp_two_steps_worker, str(tmp_path), None)
+    for step in (1, 2):
+        state = torch.load(tmp_path / f'0-{step}.pth')
+        assert state['warned']
+        assert _origins(state['keys'][0, :, 0]) == [(step, 1)] * 8
+
+
+def test_overwrite_warning_is_given_once(monkeypatch):
+    messages = []
+    monkeypatch.setattr(class_memory_bank, 'print_log',
+                        lambda msg, **kwargs: messages.append(msg))
+    bank = ClassMemoryBank(num_classes=2, queue_size=30000, feat_channels=1,
+                           max_push_per_class=1875)
+    bank._warn_if_ranks_overwrite(world_size=16, num_candidates=10**5)
+    assert messages == []
+    bank._warn_if_ranks_overwrite(world_size=32, num_candidates=10**5)
+    bank._warn_if_ranks_overwrite(world_size=32, num_candidates=10**5)
+    assert len(messages) == 1
+    assert 'max_push_per_class <= 468' in messages[0]
+    uncapped = ClassMemoryBank(num_classes=2, queue_size=30000,
+                               feat_channels=1)
+    uncapped._warn_if_ranks_overwrite(world_size=8, num_candidates=3750)
+    assert len(messages) == 1
+    uncapped._warn_if_ranks_overwrite(world_size=8, num_candidates=3751)
+    assert len(messages) == 2

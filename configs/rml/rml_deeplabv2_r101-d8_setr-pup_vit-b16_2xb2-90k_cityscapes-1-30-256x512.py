@@ -12,7 +12,7 @@
 # four networks trainable on the same GPUs; no auxiliary heads.
 # Everything else (data, schedule, teachers, rectifiers) is the homogeneous
 # 1/30 config's; stage 2 works as for that config (stage2_init).
-_base_ = ['./rml_deeplabv2_r101-d8_4xb4-40k_cityscapes-1-30-256x512.py']
+_base_ = ['./rml_deeplabv2_r101-d8_2xb2-90k_cityscapes-1-30-256x512.py']
 crop_size = (256, 512)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 setr_pup_vit_b16 = dict(
