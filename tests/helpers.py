@@ -501,3 +501,28 @@ def leaf_datasets(dataset) -> list:
     if 'dataset' in dataset:
         return leaf_datasets(dataset['dataset'])
     return [dataset]
+
+
+def camvid_mean_teacher_checkpoint(path: str) -> str:
+    """The CamVid mean-teacher config's model with random weights moved so
+    that teacher and student differ and predict a few classes, saved as
+    mmengine's runner does (CamVid's classes and palette in the meta)."""
+    from mmseg.registry import MODELS
+    from mmseg_semi.datasets.camvid import CamVidDataset
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(MEAN_TEACHER_CONFIG).model)
+    with torch.no_grad():
+        for seed, network in enumerate((model.teacher, model.student), 1):
+            generator = torch.Generator().manual_seed(seed)
+            for name, tensor in network.state_dict().items():
+                if tensor.is_floating_point():
+                    tensor.add_(0.1 * torch.randn(
+                        tensor.shape, generator=generator))
+                    if name.endswith('running_var'):
+                        tensor.abs_().add_(0.5)
+    meta = dict(dataset_meta=dict(
+        classes=list(CamVidDataset.METAINFO['classes']),
+        palette=[list(c) for c in CamVidDataset.METAINFO['palette']]))
+    torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
+    return path

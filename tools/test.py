@@ -20,7 +20,15 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='directory for logs and metrics')
     parser.add_argument('--out', help='directory to save predicted masks')
-    parser.add_argument('--show-dir', help='directory to save visualisations')
+    parser.add_argument(
+        '--show', action='store_true', help='show the predictions')
+    parser.add_argument(
+        '--show-dir',
+        help='directory to save drawn predictions into (every '
+        "visualization hook interval-th image, mmseg's default 50)")
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='seconds each --show '
+        'image is shown')
     parser.add_argument(
         '--predict-on',
         help='network of a semi-supervised model to evaluate '
@@ -61,22 +69,41 @@ def build_config(args) -> Config:
                 'semi-supervised config (its model has no segmentor or '
                 'segmentor1)')
         cfg.model.predict_on = args.predict_on
-    if args.show_dir or args.out:
-        hooks = cfg.default_hooks
-        if 'visualization' not in hooks:
-            raise KeyError('--show-dir/--out need default_hooks.visualization')
-        if args.show_dir:
-            hooks.visualization.draw = True
-            hooks.visualization.interval = 1
-            cfg.visualizer.save_dir = args.show_dir
-        if args.out:
-            cfg.test_evaluator.update(
-                output_dir=args.out, keep_results=True)
+    if args.show or args.show_dir:
+        trigger_visualization_hook(cfg, args)
+    if args.out:
+        cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
     if args.tta:
+        for key in ('tta_pipeline', 'tta_model'):
+            if cfg.get(key) is None:
+                raise KeyError(
+                    f'--tta: {args.config} has no {key} (mmseg dataset '
+                    'configs define tta_pipeline, its default_runtime.py '
+                    "tta_model=dict(type='SegTTAModel'))")
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     return adapt_config_to_device(cfg)
+
+
+def trigger_visualization_hook(cfg: Config, args) -> None:
+    """Turn on the visualization hook as mmseg's tools/test.py does.
+
+    The hook keeps its ``interval`` (mmseg's default: every 50th image);
+    ``--show`` displays the drawings, ``--show-dir`` saves them.
+    """
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise KeyError(
+            f'--show/--show-dir: {args.config} has no '
+            "default_hooks.visualization (e.g. dict(type="
+            "'SegVisualizationHook'))")
+    hook.draw = True
+    if args.show:
+        hook.show = True
+        hook.wait_time = args.wait_time
+    if args.show_dir:
+        cfg.visualizer.save_dir = args.show_dir
 
 
 def main(argv=None):

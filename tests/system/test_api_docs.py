@@ -249,9 +249,12 @@ def test_config_snippet_builds(component, tmp_path):
         elif component.registry == 'DATASETS':
             # The snippet's paths are placeholders: use the real ones.
             config['data_root'] = camvid_root()
-            config['ann_file'] = osp.join(REPO_ROOT, 'splits', 'camvid',
-                                          '1-8_seed0',
-                                          osp.basename(config['ann_file']))
+            if 'ann_file' in config:
+                config['ann_file'] = osp.join(
+                    REPO_ROOT, 'splits', 'camvid', '1-8_seed0',
+                    osp.basename(config['ann_file']))
+            else:  # a folder dataset: CamVid's training images
+                config['data_prefix'] = dict(img_path='train')
         if component.registry == 'OPTIM_WRAPPERS':
             built.append(build_optim_wrapper(nn.Linear(2, 2), config))
         else:

@@ -184,6 +184,19 @@ def test_unreadable_image_names_the_file(tmp_path):
     assert img_path in str(error.value) and 'split.txt' in str(error.value)
 
 
+def test_image_without_a_dataset_has_no_label_to_load(tmp_path):
+    """mmseg's inference APIs strip only ``LoadAnnotations`` from a test
+    pipeline: a bare image passes LoadCheckedAnnotations unchanged, while a
+    dataset sample (``sample_idx``) without ``seg_map_path`` is an error."""
+    img_path, _ = write_pair(tmp_path, 'f', (2, 2), np.zeros((2, 2)))
+    results = TRANSFORMS.build(dict(type='LoadImageFromFile'))(
+        dict(img_path=img_path))
+    out = LoadCheckedAnnotations(num_classes=11)(dict(results))
+    assert out.keys() == results.keys() and 'gt_seg_map' not in out
+    with pytest.raises(KeyError, match=f'{img_path}.*no seg_map_path'):
+        LoadCheckedAnnotations(num_classes=11)(dict(results, sample_idx=0))
+
+
 def test_bad_num_classes_is_refused():
     with pytest.raises(ValueError, match="num_classes.*'11'"):
         LoadCheckedAnnotations(num_classes='11')

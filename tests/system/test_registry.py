@@ -9,7 +9,7 @@ from mmseg.registry import (DATASETS, HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS,
 import mmseg_semi  # noqa: F401
 
 COMPONENTS = {
-    DATASETS: ['CamVidDataset', 'CCPDataset'],
+    DATASETS: ['CamVidDataset', 'CCPDataset', 'UnlabeledImageFolderDataset'],
     TRANSFORMS: [
         'MultiBranch', 'RandomColorJitter',
         'RandomGaussianBlur', 'RandAugmentPhotometric',

@@ -1,9 +1,15 @@
 """The compatibility patches applied by ``import mmseg_semi``."""
+import functools
+import http.server
 import importlib.util
+import os
 import os.path as osp
 import pickle
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,7 +20,8 @@ from torch import nn
 
 import mmseg
 import mmseg_semi  # noqa: F401  (applies the patches)
-from helpers import TESTS_DIR
+from helpers import (CONFIG_DIR, MEAN_TEACHER_CONFIG, REPO_ROOT,  # noqa: F401
+                     TESTS_DIR, single_thread, tiny_camvid_run_config)
 from mmseg_semi.utils import adapt_config_to_device, compat
 
 
@@ -62,21 +69,184 @@ def test_mmengine_loaders_accept_them(tmp_path):
     loaded = load_checkpoint(target, path, map_location='cpu', strict=True)
     assert loaded['meta']['seed'] == 7
     assert torch.equal(target.weight, source.weight)
-    # The trust is scoped to mmengine's loaders: torch.load is unchanged.
+    # The allowlist is scoped to mmengine's loaders: torch.load is unchanged.
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path)
 
 
-def test_trusted_torch_load_is_scoped(tmp_path):
+def test_one_cycle_scheduler_state_loads(tmp_path):
+    """OneCycleLR keeps its annealing function in its state: pickled as
+    ``getattr(OneCycleParamScheduler, name)``, which is allowed."""
+    from mmengine.optim.scheduler import OneCycleLR
+    from mmengine.runner.checkpoint import _load_checkpoint
+    model = nn.Linear(2, 1)
+
+    def scheduler(strategy):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        return OneCycleLR(
+            optimizer, eta_max=0.1, total_steps=10, anneal_strategy=strategy)
+
+    path = str(tmp_path / 'ckpt.pth')
+    saved = scheduler('linear')
+    saved.step()
+    torch.save(dict(param_schedulers=[saved.state_dict()]), path)
+    state = _load_checkpoint(path)['param_schedulers'][0]
+    resumed = scheduler('cos')
+    resumed.load_state_dict(state)
+    assert resumed.anneal_func is saved.anneal_func
+    assert resumed.last_step == saved.last_step == 1
+
+
+@pytest.fixture(autouse=True)
+def no_trusted_checkpoints(monkeypatch):
+    monkeypatch.delenv(compat.TRUSTED_CHECKPOINTS_ENV, raising=False)
+
+
+class Payload:
+    """Pickles as ``fn(*args)``: what a malicious checkpoint runs on load."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def write_crafted_checkpoint(path, payload):
+    """An mmengine-style checkpoint with ``payload`` hidden in its meta."""
+    write_mmengine_style_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint['meta']['note'] = payload
+    torch.save(checkpoint, path)
+
+
+def crafted_payloads(target):
+    """(payload, the refused object named by the error) pairs; the first
+    two would create ``target``."""
+    return [
+        (Payload(open, str(target), 'w'), 'io.open'),
+        (Payload(os.system, f'touch {target}'), f'{os.name}.system'),
+        # a free getattr would reach e.g. functions' globals
+        (Payload(getattr, HistoryBuffer, '__init__'),
+         "getattr(HistoryBuffer, '__init__')"),
+    ]
+
+
+@pytest.mark.parametrize('case', range(3))
+def test_crafted_checkpoint_is_refused(tmp_path, case):
+    from mmengine.runner import load_checkpoint
+    from mmengine.runner.checkpoint import CheckpointLoader
+    target = tmp_path / 'created_by_unpickling'
+    payload, named = crafted_payloads(target)[case]
+    path = str(tmp_path / 'crafted.pth')
+    write_crafted_checkpoint(path, payload)
+
+    loads = (lambda: CheckpointLoader.load_checkpoint(path),
+             lambda: load_checkpoint(nn.Linear(2, 1), path))
+    for load in loads:
+        with pytest.raises(pickle.UnpicklingError) as error:
+            load()
+        message = str(error.value)
+        assert compat.TRUSTED_CHECKPOINTS_ENV in message
+        assert path in message
+        # the offending global, or for a refused call the cause, names it
+        assert named in message + str(error.value.__cause__)
+        assert not target.exists()
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+    assert not target.exists()
+
+
+def test_trusted_checkpoint_opt_in(tmp_path, monkeypatch):
+    """A listed file (only that one) is unpickled fully; harmless payload."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = tmp_path / 'legacy.pth'
+    write_crafted_checkpoint(str(path), Fraction(1, 3))
+    with pytest.raises(pickle.UnpicklingError, match='fractions.Fraction'):
+        _load_checkpoint(str(path))
+
+    env = compat.TRUSTED_CHECKPOINTS_ENV
+    monkeypatch.setenv(env, str(tmp_path / 'other.pth'))
+    with pytest.raises(pickle.UnpicklingError, match=env):
+        _load_checkpoint(str(path))
+    monkeypatch.setenv(env, f'https://example.com/a.pth, {path}')
+    monkeypatch.chdir(tmp_path)
+    assert _load_checkpoint('legacy.pth')['meta']['note'] == Fraction(1, 3)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+
+
+def test_allowed_globals_are_scoped_to_the_load(tmp_path):
+    """Nothing process-wide changes: torch.load is torch's, its allowlist
+    is as before (a user's own entries included), and it still refuses
+    mmengine's types and the crafted file."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    safe, crafted = str(tmp_path / 'safe.pth'), str(tmp_path / 'bad.pth')
+    write_mmengine_style_checkpoint(safe)
+    write_crafted_checkpoint(crafted, Payload(open, str(tmp_path / 'x'), 'w'))
+    assert torch.load is torch.serialization.load
+    before = torch.serialization.get_safe_globals()
+    with torch.serialization.safe_globals([np.dtype]):  # the user's own
+        assert _load_checkpoint(safe)['meta']['seed'] == 7
+        assert np.dtype in torch.serialization.get_safe_globals()
+    assert _load_checkpoint(safe)['meta']['seed'] == 7
+    assert torch.serialization.get_safe_globals() == before
+    assert torch.load is torch.serialization.load
+    for path in (safe, crafted):
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(path)
+    assert not (tmp_path / 'x').exists()
+
+
+def test_concurrent_loads(tmp_path):
+    """One load leaving the allowlist must not break another one."""
+    from mmengine.runner.checkpoint import _load_checkpoint
     path = str(tmp_path / 'ckpt.pth')
     write_mmengine_style_checkpoint(path)
-    original = torch.load
-    with compat.trusted_torch_load():
-        assert torch.load(path)['meta']['seed'] == 7
-        # an explicit choice still wins
-        with pytest.raises(pickle.UnpicklingError):
-            torch.load(path, weights_only=True)
-    assert torch.load is original
+    before = torch.serialization.get_safe_globals()
+    with ThreadPoolExecutor(4) as pool:
+        seeds = list(pool.map(lambda _: _load_checkpoint(path)['meta']['seed'],
+                              range(100)))
+    assert seeds == [7] * 100
+    assert torch.serialization.get_safe_globals() == before
+
+
+@pytest.fixture
+def http_dir(tmp_path, monkeypatch):
+    """A folder served at the returned URL; torch.hub caches under tmp."""
+    served = tmp_path / 'served'
+    served.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f'http://127.0.0.1:{server.server_port}'
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_checkpoints_load_weights_only(http_dir, tmp_path):
+    """load_from='http(s)://...': mmengine's checkpoints load, a crafted
+    one is refused (torch.hub alone would unpickle it)."""
+    from mmengine.runner import load_checkpoint
+    served, url = http_dir
+    source = write_mmengine_style_checkpoint(str(served / 'ok.pth'))
+    target = nn.Linear(2, 1)
+    loaded = load_checkpoint(target, f'{url}/ok.pth', map_location='cpu')
+    assert loaded['meta']['seed'] == 7
+    assert torch.equal(target.weight, source.weight)
+
+    created = tmp_path / 'created_by_unpickling'
+    write_crafted_checkpoint(str(served / 'bad.pth'),
+                             Payload(open, str(created), 'w'))
+    with pytest.raises(pickle.UnpicklingError, match='io.open') as error:
+        load_checkpoint(nn.Linear(2, 1), f'{url}/bad.pth')
+    assert f'{compat.TRUSTED_CHECKPOINTS_ENV}={url}/bad.pth' in str(
+        error.value)
+    assert not created.exists()
 
 
 def test_apply_compat_patches_is_idempotent():
@@ -84,6 +254,103 @@ def test_apply_compat_patches_is_idempotent():
     loader = CheckpointLoader._schemes['']
     compat.apply_compat_patches()
     assert CheckpointLoader._schemes[''] is loader
+
+
+# ------------------------------------ the methods' checkpoints and resume
+METHOD_RUNS = dict(
+    mean_teacher=(MEAN_TEACHER_CONFIG, ('segmentor', ), ''),
+    u2pl=(osp.join(CONFIG_DIR, 'u2pl', 'u2pl_deeplabv3plus_effnetlite0-d16_'
+                   '1xb4-1k_camvid-1-8-256x320.py'), ('segmentor', ),
+          'model = dict(contrastive_loss=dict(queue_size=64, num_anchors=8, '
+          'num_negatives=16))\n'),
+    rml=(osp.join(CONFIG_DIR, 'rml', 'rml_deeplabv3plus_effnetlite0-d16_'
+                  '1xb4-1k_camvid-1-8-256x320.py'),
+         ('segmentor1', 'segmentor2'), ''),
+)
+
+
+@pytest.fixture(scope='module')
+def train_tool():
+    spec = importlib.util.spec_from_file_location(
+        '_compat_test_train_tool', osp.join(REPO_ROOT, 'tools', 'train.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def restore_global_determinism():
+    """Runs set ``torch.use_deterministic_algorithms(True)`` process-wide."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled)
+
+
+def same_content(a, b) -> bool:
+    """Equal values of equal types, through containers and buffers."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, torch.Tensor):
+        return a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, HistoryBuffer):
+        return same_content(vars(a), vars(b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(
+            same_content(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(same_content, a, b))
+    return a == b
+
+
+@pytest.mark.parametrize('method', list(METHOD_RUNS))
+def test_method_checkpoints_resume_weights_only(tmp_path, train_tool,
+                                                restore_global_determinism,
+                                                method):
+    """A tiny run's checkpoints (latest and best) load weights-only with
+    exactly their content, and ``--resume`` continues from them."""
+    base, segmentor_keys, overrides = METHOD_RUNS[method]
+    config = tmp_path / f'{method}.py'
+    config.write_text(
+        tiny_camvid_run_config(
+            base,
+            semi=True,
+            max_iters=2,
+            val_interval=2,
+            checkpoint_interval=2,
+            segmentor_keys=segmentor_keys) + overrides)
+    work_dir = tmp_path / 'work'
+
+    def train(name, config, *args):
+        train_tool.main([
+            str(config), '--work-dir',
+            str(work_dir), *args, '--cfg-options',
+            f'experiment_name={method}_{name}',
+            f'visualizer.name={method}_{name}'
+        ])
+
+    train('part1', config)
+    checkpoints = sorted(work_dir.glob('*.pth'))
+    assert len(checkpoints) == 2 and checkpoints[0].name.startswith('best_')
+    for path in checkpoints:
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(path)  # torch alone refuses mmengine's meta
+        with compat.mmengine_checkpoint_globals_allowed():
+            assert torch.serialization.get_unsafe_globals_in_checkpoint(
+                path) == []
+            loaded = torch.load(path, weights_only=True)
+        assert same_content(loaded, torch.load(path, weights_only=False))
+
+    longer = tmp_path / f'{method}_3_iters.py'
+    longer.write_text(f'_base_ = [{str(config)!r}]\n'
+                      'train_cfg = dict(max_iters=3)\n')
+    train('part2', longer, '--resume')
+    final = torch.load(work_dir / 'iter_3.pth', weights_only=False)
+    assert final['meta']['iter'] == 3
+    # the message hub came back: the loss history spans both parts
+    losses = final['message_hub']['log_scalars']['train/loss']
+    assert losses.data[0].shape == (3, )
 
 
 # -------------------------------------------------------- package lookup

@@ -324,6 +324,15 @@ unlabeled = dict(
     data_prefix=dict(img_path='train'),
     pipeline=[])
 """,
+    'UnlabeledImageFolderDataset': """\
+# Every image under data/my_data/unlabeled (sub-folders too), no split file
+# and no masks; the pipeline makes the weak and strong views.
+unlabeled = dict(
+    type='UnlabeledImageFolderDataset',
+    data_root='data/my_data',
+    data_prefix=dict(img_path='unlabeled'),
+    pipeline=[])
+""",
 }
 
 _ARG_LINE = re.compile(r'^(?P<names>[\w*]+(?:\s*,\s*[\w*]+)*)'

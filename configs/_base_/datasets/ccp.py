@@ -26,6 +26,27 @@ test_pipeline = [
     dict(type='LoadCheckedAnnotations', num_classes=11),
     dict(type='PackSegInputs'),
 ]
+# tools/test.py --tta, mmseg's convention: six scales of the stored size
+# x no flip / flip; tta_model (mmseg's SegTTAModel, from
+# default_runtime.py) averages the softmax of the 12 views.
+img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(type='Resize', scale_factor=r, keep_ratio=True)
+                for r in img_ratios
+            ],
+            [
+                dict(type='RandomFlip', prob=0., direction='horizontal'),
+                dict(type='RandomFlip', prob=1., direction='horizontal')
+            ],
+            [dict(type='LoadCheckedAnnotations', num_classes=11)],
+            [dict(type='PackSegInputs')],
+        ])
+]
 train_dataloader = dict(
     batch_size=4,
     num_workers=2,

@@ -22,6 +22,13 @@ class LoadCheckedAnnotations(LoadAnnotations):
     the check runs in data-loader workers, off the training step, on one
     numpy array. The errors name the file(s) and values at fault.
 
+    An image handed over without a dataset (mmseg's ``inference_model`` and
+    ``MMSegInferencer``, which drop only transforms typed
+    ``LoadAnnotations`` from a test pipeline) has no mask to load and passes
+    through unchanged, so configs using this loader work for inference. A
+    dataset sample without ``seg_map_path`` is a dataset with no masks
+    configured and raises.
+
     Args:
         num_classes: Number of classes; None skips the value check.
         ignore_index: Label value allowed besides ``0..num_classes-1``.
@@ -37,6 +44,17 @@ class LoadCheckedAnnotations(LoadAnnotations):
             check_int('num_classes', num_classes, minimum=1)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+
+    def transform(self, results: dict) -> dict:
+        if 'seg_map_path' not in results:
+            if 'sample_idx' not in results:  # not from a dataset: inference
+                return results
+            raise KeyError(
+                f"img_path={results.get('img_path')!r} has no seg_map_path "
+                'to load its label map from: give the dataset '
+                'data_prefix.seg_map_path, or drop LoadCheckedAnnotations '
+                'from the pipeline of unlabeled data')
+        return super().transform(results)
 
     def _load_seg_map(self, results: dict) -> None:
         try:

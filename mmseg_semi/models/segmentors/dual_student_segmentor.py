@@ -133,6 +133,7 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             ``load_rectifiers``, its prototypes). None: stage 1.
         data_preprocessor, unsup_start_iter, channels_last, init_cfg: see
             :class:`SemiBaseSegmentor`.
+        train_cfg, pretrained: see :class:`SemiBaseSegmentor`.
         predict_on: One of :meth:`predict_choices`.
     """
 
@@ -163,7 +164,9 @@ class DualStudentSegmentor(SemiBaseSegmentor):
                  unsup_start_iter: int = 0,
                  predict_on: str = 'teacher1',
                  channels_last: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None) -> None:
         if segmentor2 is None:
             segmentor2 = copy.deepcopy(segmentor1)
         data_preprocessor = self.build_multi_branch_preprocessor(
@@ -179,7 +182,9 @@ class DualStudentSegmentor(SemiBaseSegmentor):
             unsup_start_iter=unsup_start_iter,
             predict_on=predict_on,
             channels_last=channels_last,
-            init_cfg=init_cfg)
+            init_cfg=init_cfg,
+            train_cfg=train_cfg,
+            pretrained=pretrained)
         self.pseudo_labeler = MODELS.build(pseudo_labeler)
         # Both networks first, then the components: the order in which
         # they draw their random initial weights.

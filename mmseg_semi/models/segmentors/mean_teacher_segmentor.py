@@ -75,6 +75,7 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             no-op without class weights, e.g. the papers' configs).
         data_preprocessor, unsup_start_iter, predict_on, channels_last,
             init_cfg: see :class:`SemiBaseSegmentor`.
+        train_cfg, pretrained: see :class:`SemiBaseSegmentor`.
     """
 
     def __init__(self,
@@ -94,7 +95,9 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
                  unsup_start_iter: int = 0,
                  predict_on: str = 'teacher',
                  channels_last: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None) -> None:
         super().__init__(
             data_preprocessor=self.build_multi_branch_preprocessor(
                 data_preprocessor, segmentor),
@@ -104,7 +107,9 @@ class MeanTeacherSegmentor(SemiBaseSegmentor):
             unsup_start_iter=unsup_start_iter,
             predict_on=predict_on,
             channels_last=channels_last,
-            init_cfg=init_cfg)
+            init_cfg=init_cfg,
+            train_cfg=train_cfg,
+            pretrained=pretrained)
         self.unsup_weight = loss_weight('unsup_weight', unsup_weight)
         self.pseudo_labeler = MODELS.build(pseudo_labeler)
         pair = TeacherStudent(

@@ -70,6 +70,11 @@ class SemiBaseSegmentor(BaseModel):
             mmengine wraps the model for DDP, so DDP's gradient buckets
             take the parameters' layout.
         init_cfg: mmengine init config.
+        train_cfg, pretrained: Accepted as None only, so that mmseg's
+            ``init_model``, which sets both on any model config (they are
+            ``EncoderDecoder`` arguments), builds this wrapper; a
+            network's own ones belong in its segmentor config
+            (``train_cfg``, ``backbone.init_cfg``).
     """
 
     def __init__(self,
@@ -80,7 +85,16 @@ class SemiBaseSegmentor(BaseModel):
                  unsup_start_iter: int = 0,
                  predict_on: str = 'teacher',
                  channels_last: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None) -> None:
+        for key, value in (('train_cfg', train_cfg),
+                           ('pretrained', pretrained)):
+            if value is not None:
+                raise ValueError(
+                    f'{type(self).__name__}: model.{key}={value!r} would be '
+                    'ignored; set it in the segmentor config(s) instead '
+                    "(e.g. segmentor.train_cfg, segmentor.backbone.init_cfg)")
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.sup_weight = loss_weight('sup_weight', sup_weight)
@@ -226,6 +240,12 @@ class SemiBaseSegmentor(BaseModel):
 
     def predict_model(self) -> nn.Module:
         return getattr(self, self.predict_on)
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the predicted logits, as mmseg segmentors have
+        (mmseg's ``SegTTAModel``, i.e. ``tools/test.py --tta``, reads it)."""
+        return self.pairs[0].student.out_channels
 
     def train(self, mode: bool = True) -> 'SemiBaseSegmentor':
         super().train(mode)

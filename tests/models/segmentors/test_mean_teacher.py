@@ -1,6 +1,7 @@
 """MeanTeacherSegmentor on a tiny EncoderDecoder, and the export tool."""
 import copy
 import importlib.util
+import os
 import os.path as osp
 
 import cv2
@@ -15,10 +16,12 @@ from mmengine.runner import load_checkpoint
 from mmengine.structures import PixelData
 
 import mmseg_semi  # noqa: F401
-from helpers import (MEAN, REPO_ROOT, STD, camvid_root,  # noqa: F401
+from helpers import (CAMVID_CLASSES, MEAN,  # noqa: F401
+                     MEAN_TEACHER_CONFIG, REPO_ROOT, STD,
+                     camvid_mean_teacher_checkpoint, camvid_root,
                      seg_preprocessor, single_thread, tiny_mean_teacher_cfg,
                      tiny_segmentor_cfg)
-from mmseg.apis import inference_model, init_model
+from mmseg.apis import MMSegInferencer, inference_model, init_model
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg_semi.engine.hooks.ema_teacher_hook import ema_update_
@@ -618,6 +621,60 @@ def test_export_picks_the_segmentor_of_each_rml_network():
     rml = dict(type='DualStudentSegmentor', segmentor1=one)
     plain = tool.plain_config(Config(dict(model=rml)), 'student2')
     assert plain.model.decode_head.num_classes == 3
+
+
+# ------------------------------------- mmseg's inference APIs, real CamVid
+def test_mmseg_inference_apis_on_the_camvid_config_and_its_export(tmp_path):
+    """init_model + inference_model on the CamVid mean-teacher config
+    (LoadCheckedAnnotations in its test pipeline, predict_on picks the
+    network), then on the exported teacher, and MMSegInferencer on that."""
+    checkpoint = camvid_mean_teacher_checkpoint(str(tmp_path / 'semi.pth'))
+    image = osp.join(camvid_root(), 'test',
+                     sorted(os.listdir(osp.join(camvid_root(), 'test')))[0])
+    model = init_model(MEAN_TEACHER_CONFIG, checkpoint, device='cpu')
+    assert type(model).__name__ == 'MeanTeacherSegmentor'
+    assert model.predict_on == 'teacher'
+    assert model.dataset_meta['classes'] == list(CAMVID_CLASSES)
+    teacher = inference_model(model, image)
+    assert teacher.seg_logits.data.shape == (11, 360, 480)
+    assert teacher.pred_sem_seg.data.shape == (1, 360, 480)
+    assert len(teacher.pred_sem_seg.data.unique()) > 1
+    # An image array goes through the same pipeline.
+    array = inference_model(model, cv2.imread(image))
+    assert torch.equal(array.seg_logits.data, teacher.seg_logits.data)
+    student_model = init_model(
+        MEAN_TEACHER_CONFIG, checkpoint, device='cpu',
+        cfg_options={'model.predict_on': 'student'})
+    student = inference_model(student_model, image)
+    assert not torch.allclose(student.seg_logits.data, teacher.seg_logits.data)
+
+    files = load_export_tool().main(
+        [MEAN_TEACHER_CONFIG, checkpoint, str(tmp_path / 'exported')])
+    plain = init_model(files['config'], files['checkpoint'], device='cpu')
+    assert type(plain).__name__ == 'EncoderDecoder'
+    exported = inference_model(plain, image)
+    # The semi model runs channels-last convolutions: rounding differs.
+    torch.testing.assert_close(exported.seg_logits.data,
+                               teacher.seg_logits.data)
+    agreement = (exported.pred_sem_seg.data ==
+                 teacher.pred_sem_seg.data).float().mean()
+    assert agreement > 0.999
+    inferencer = MMSegInferencer(
+        files['config'], files['checkpoint'], device='cpu')
+    assert inferencer.model.dataset_meta['classes'] == list(CAMVID_CLASSES)
+    result = inferencer(image, return_datasamples=True)
+    torch.testing.assert_close(result.seg_logits.data,
+                               exported.seg_logits.data)
+
+
+def test_semi_segmentors_take_init_models_keys_only_as_none():
+    """mmseg's init_model sets model.pretrained/train_cfg = None."""
+    build(pretrained=None, train_cfg=None)
+    with pytest.raises(ValueError, match=r'model.pretrained=.*segmentor'):
+        build(pretrained='weights.pth')
+    with pytest.raises(ValueError, match='model.train_cfg'):
+        MODELS.build(dict(type='DualStudentSegmentor',
+                          segmentor1=tiny_segmentor_cfg(), train_cfg=dict()))
 
 
 def test_init_weights_makes_the_teacher_the_student():
