@@ -25,6 +25,11 @@ for; a later mmengine is left alone):
   only where mmseg_semi is imported before a config is read, as
   tools/train.py and tools/test.py do: mmengine resolves ``mmseg::`` bases
   before a config's ``custom_imports`` runs.
+* mmengine 0.10.7 writes ``iter_N.pth`` and ``last_checkpoint`` in place,
+  so a run killed during a checkpoint write cannot ``--resume``: local
+  checkpoints are written to a temporary file, fsynced and renamed into
+  place (:mod:`mmseg_semi.utils.atomic_checkpoint`), and a truncated
+  checkpoint given to ``load_from`` is refused with an error naming it.
 * mmengine 0.10.7's PyTorch launcher (``mmengine.dist.utils.
   _init_dist_pytorch``) calls ``torch.cuda.set_device`` even when the
   process group uses gloo on a CPU-only machine; the call is skipped there.
@@ -43,9 +48,12 @@ import os
 import os.path as osp
 import pickle
 import threading
+import zipfile
 from urllib.parse import urlparse
 
 import torch
+
+from .atomic_checkpoint import patch_checkpoint_writes
 
 _APPLIED = False
 #: The newest mmengine the patches were written for.
@@ -177,8 +185,17 @@ def load_from_local(filename: str, map_location=None):
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
 
     def load(weights_only):
-        return torch.load(
-            filename, map_location=map_location, weights_only=weights_only)
+        try:
+            return torch.load(
+                filename, map_location=map_location,
+                weights_only=weights_only)
+        except (EOFError, OSError, RuntimeError) as error:
+            if zipfile.is_zipfile(filename):
+                raise  # a complete archive: not a truncation
+            raise RuntimeError(
+                f'checkpoint {filename} is truncated or corrupt (not a '
+                f'complete torch archive: {error}); was its write '
+                'interrupted? Resume from an earlier checkpoint') from error
 
     return _load_weights_only(filename, load, filename)
 
@@ -295,3 +312,4 @@ def apply_compat_patches() -> None:
         _patch_checkpoint_loaders()
     _patch_package_lookup()
     _patch_cpu_launcher()
+    patch_checkpoint_writes()
