@@ -112,7 +112,10 @@ def test_show_dir_draws_every_interval_th_image(tmp_path):
         str(config), checkpoint, '--work-dir', str(tmp_path / 'work'),
         '--show-dir', str(show_dir), '--cfg-options',
         'default_hooks.visualization.interval=2',
-        'test_dataloader.batch_size=1'
+        'test_dataloader.batch_size=1',
+        # mmengine keeps one visualizer per name for the process: an
+        # earlier test's instance would write into its own save_dir.
+        f'visualizer.name=show_dir_interval_{tmp_path.name}'
     ])
     assert 'mIoU' in metrics
     drawn = glob.glob(str(show_dir / '**' / '*.png'), recursive=True)
