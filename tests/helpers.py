@@ -8,6 +8,7 @@ this directory on ``sys.path``). A test module that imports
 """
 import contextlib
 import copy
+import importlib.util
 import math
 import os
 import os.path as osp
@@ -38,6 +39,19 @@ SUPERVISED_CONFIG = osp.join(
     'deeplabv3plus_effnetlite0-d16_1xb4-1k_camvid-1-8-256x320.py')
 CAMVID_CLASSES = ('sky', 'building', 'pole', 'road', 'pavement', 'tree',
                   'sign_symbol', 'fence', 'car', 'pedestrian', 'bicyclist')
+
+
+def load_script(*parts: str, name: Optional[str] = None):
+    """Import a script by path (``tools/`` and ``demo/`` are not packages):
+    ``parts`` are joined under the repository root, or start with an
+    absolute path. A fresh module per call, not put in ``sys.modules``."""
+    path = osp.join(REPO_ROOT, *parts)
+    name = name or osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 #: Per-channel mean/std of the tiny models' preprocessor (BGR -> RGB).
 MEAN = [100.0, 110.0, 120.0]

@@ -13,14 +13,13 @@ One homogeneous, the heterogeneous and the IML config are built in full
 step on 2 images of 32x32.
 """
 import glob
-import importlib.util
 import os.path as osp
 import re
 from fractions import Fraction
 
 import pytest
 import torch
-from helpers import (CONFIG_DIR, REPO_ROOT, config_loader, find_transforms,
+from helpers import (CONFIG_DIR, config_loader, find_transforms, load_script,
                      plain, tiny_labeled_samples)
 from mmengine.config import Config, ConfigDict
 from mmseg.registry import MODELS
@@ -108,12 +107,7 @@ TINY = 32
 
 def load_split_tool():
     """tools/ is not a package: import make_semi_splits.py by path."""
-    path = osp.join(REPO_ROOT, 'tools', 'dataset_converters',
-                    'make_semi_splits.py')
-    spec = importlib.util.spec_from_file_location('make_semi_splits', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'dataset_converters', 'make_semi_splits.py')
 
 
 _load = config_loader(RML_DIR)

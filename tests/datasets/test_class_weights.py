@@ -1,6 +1,5 @@
 """Median-frequency class weights: the functions, the hook that fills
 ``class_weight='median_frequency'`` before training, and the tool."""
-import importlib.util
 import os.path as osp
 import sys
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from helpers import (CONFIG_DIR, REPO_ROOT, camvid_root,
+from helpers import (CONFIG_DIR, REPO_ROOT, camvid_root, load_script,
                      tiny_camvid_run_config, tiny_mean_teacher_cfg)
 import mmseg_semi  # noqa: F401
 from mmengine.runner import Runner
@@ -30,13 +29,8 @@ CAMVID_1_8_WEIGHTS = [
 
 
 def load_tool():
-    path = osp.join(REPO_ROOT, 'tools', 'dataset_converters',
-                    'compute_class_weights.py')
-    spec = importlib.util.spec_from_file_location('compute_class_weights',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'dataset_converters',
+                       'compute_class_weights.py')
 
 
 def test_median_frequency_weights_by_hand():

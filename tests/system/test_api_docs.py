@@ -6,7 +6,6 @@ that every registered class is documented, that the committed pages are
 exactly the generator's output, that every constructor argument has a
 description, and that every config snippet in the pages builds.
 """
-import importlib.util
 import inspect
 import os
 import os.path as osp
@@ -14,7 +13,8 @@ import re
 
 import mmseg.registry
 import pytest
-from helpers import REPO_ROOT, camvid_root, ccp_root, tiny_segmentor_cfg
+from helpers import (REPO_ROOT, camvid_root, ccp_root, load_script,
+                     tiny_segmentor_cfg)
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import Registry, init_default_scope
 from torch import nn
@@ -29,10 +29,7 @@ API_DIR = osp.join(REPO_ROOT, 'docs', 'api')
 
 
 def load_generator():
-    spec = importlib.util.spec_from_file_location('gen_api_docs', GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(GENERATOR)
 
 
 gen = load_generator()

@@ -9,15 +9,14 @@ real CamVid (64x64 crops) through tools/train.py.
 """
 import copy
 import glob
-import importlib.util
 import json
 import math
 import os.path as osp
 
 import pytest
 import torch
-from helpers import (CONFIG_DIR, REPO_ROOT, seg_preprocessor,  # noqa: F401
-                     single_thread, tiny_camvid_run_config,
+from helpers import (CONFIG_DIR, REPO_ROOT, load_script,  # noqa: F401
+                     seg_preprocessor, single_thread, tiny_camvid_run_config,
                      tiny_contrastive_loss_cfg, tiny_rep_head_cfg,
                      tiny_segmentor_cfg, tiny_semi_inputs)
 from mmengine.config import Config, ConfigDict
@@ -363,11 +362,7 @@ class RecordNonzeroGradients(Hook):
 
 @pytest.fixture(scope='module')
 def train_tool():
-    spec = importlib.util.spec_from_file_location(
-        '_mmseg_semi_train_tool', osp.join(REPO_ROOT, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'train.py', name='_mmseg_semi_train_tool')
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,6 @@ change of the training step, and say why in the commit::
 
     python tests/system/test_golden_steps.py --record
 """
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -41,7 +40,7 @@ from mmseg.registry import HOOKS
 # Run as a script, this folder is on sys.path but not tests/ (helpers.py).
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from helpers import (CONFIG_DIR, REPO_ROOT, TESTS_DIR,  # noqa: E402,F401
-                     single_thread, tiny_camvid_run_config)
+                     load_script, single_thread, tiny_camvid_run_config)
 
 GOLDEN_FILE = osp.join(TESTS_DIR, 'data', 'golden_steps.json')
 STEPS = 3
@@ -108,12 +107,8 @@ class RecordGoldenStep(Hook):
 
 
 def train_tool():
-    spec = importlib.util.spec_from_file_location(
-        '_mmseg_semi_golden_train_tool', osp.join(REPO_ROOT, 'tools',
-                                                  'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'train.py',
+                       name='_mmseg_semi_golden_train_tool')
 
 
 def run_golden_steps(config: str, segmentor_keys, work_dir: str) -> list:

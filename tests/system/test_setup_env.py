@@ -155,21 +155,17 @@ def test_mim_train_mmsegmentation_trains_semi_config(two_iteration_config,
 # ------------------------------------------------ without pkg_resources
 PARSE_EVERY_CONFIG = BLOCK_PKG_RESOURCES + '''
 import glob
-import importlib.util
 import json
 import os.path as osp
 
 repo, config_dir = sys.argv[1:3]
 sys.path.insert(0, osp.join(repo, 'tests'))
-from helpers import memoised_mmseg_base_lookup  # noqa: E402
+from helpers import load_script, memoised_mmseg_base_lookup  # noqa: E402
 
 
 def load_tool(name):
-    path = osp.join(repo, 'tools', name + '.py')
-    spec = importlib.util.spec_from_file_location('_tool_' + name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # imports mmseg_semi, as it does
-    return module
+    # imports mmseg_semi, as it does
+    return load_script(repo, 'tools', name + '.py', name='_tool_' + name)
 
 
 train, test = load_tool('train'), load_tool('test')

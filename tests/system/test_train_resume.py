@@ -7,7 +7,6 @@ the CCP mean-teacher config trains with the collapse guard, and
 tools/dist_train.sh trains with two CPU processes.
 """
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -23,7 +22,8 @@ from mmengine.hooks import Hook
 
 from helpers import (CONFIG_DIR, MEAN_TEACHER_CONFIG,  # noqa: F401
                      REPO_ROOT, SUPERVISED_CONFIG, camvid_root, ccp_root,
-                     free_port, single_thread, tiny_camvid_run_config)
+                     free_port, load_script, single_thread,
+                     tiny_camvid_run_config)
 from mmseg.registry import HOOKS
 
 
@@ -41,11 +41,7 @@ class StopTrainingAfter(Hook):
 
 
 def load_train_tool():
-    spec = importlib.util.spec_from_file_location(
-        '_mmseg_semi_train_tool', osp.join(REPO_ROOT, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'train.py', name='_mmseg_semi_train_tool')
 
 
 @pytest.fixture(scope='module')

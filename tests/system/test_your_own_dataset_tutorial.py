@@ -2,7 +2,6 @@
 with random images, its config files (the ``# file:`` blocks) written
 verbatim, its check command trained, its visualisation and export commands
 run on the result, and its U2PL and RML configs built."""
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -15,7 +14,7 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 import mmseg_semi  # noqa: F401
-from helpers import REPO_ROOT, single_thread  # noqa: F401
+from helpers import load_script, REPO_ROOT, single_thread  # noqa: F401
 from mmseg.registry import DATASETS, MODELS
 
 TUTORIAL = osp.join(REPO_ROOT, 'docs', 'tutorials', 'your_own_dataset.md')
@@ -80,12 +79,7 @@ def documented_command(script: str) -> list:
 
 
 def load_tool(*parts):
-    path = osp.join(REPO_ROOT, 'tools', *parts)
-    spec = importlib.util.spec_from_file_location(
-        osp.splitext(parts[-1])[0], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', *parts)
 
 
 def write_image(path, height, width, rng, fmt='PNG'):

@@ -1,7 +1,6 @@
 """Analysis and benchmark tools: curves, pseudo-label grids, model-zoo
 comparison, CamVid benchmark summary (tools/analysis_tools, tools/benchmark).
 """
-import importlib.util
 import json
 import math
 import os
@@ -20,20 +19,16 @@ from PIL import Image
 
 import mmseg_semi  # noqa: F401
 from helpers import (REPO_ROOT, SPLIT_DIR, camvid_root,  # noqa: F401
-                     ccp_root, single_thread, tiny_mean_teacher_cfg,
-                     tiny_segmentor_cfg, tiny_semi_inputs, tiny_u2pl_cfg)
+                     ccp_root, load_script, single_thread,
+                     tiny_mean_teacher_cfg, tiny_segmentor_cfg,
+                     tiny_semi_inputs, tiny_u2pl_cfg)
 from mmseg.registry import MODELS
 
 init_default_scope('mmseg')
 
 
 def load_tool(*parts):
-    path = osp.join(REPO_ROOT, 'tools', *parts)
-    name = osp.splitext(parts[-1])[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', *parts)
 
 
 plot_curves = load_tool('analysis_tools', 'plot_curves.py')

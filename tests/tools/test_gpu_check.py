@@ -1,6 +1,5 @@
 """tools/benchmark/gpu_check.sh in its tiny CPU mode, so that the GPU
 readiness check keeps working while no GPU is at hand."""
-import importlib.util
 import math
 import os
 import os.path as osp
@@ -8,13 +7,10 @@ import re
 import subprocess
 import sys
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, load_script
 
 SCRIPT = osp.join(REPO_ROOT, 'tools', 'benchmark', 'gpu_check.sh')
-spec = importlib.util.spec_from_file_location(
-    'gpu_check', osp.join(REPO_ROOT, 'tools', 'benchmark', 'gpu_check.py'))
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+gpu_check = load_script('tools', 'benchmark', 'gpu_check.py')
 
 
 def test_config_edits_for_random_weights_and_tiny_crops():

@@ -1,5 +1,4 @@
 """demo/image_demo.py on a real CamVid image with the CamVid mean teacher."""
-import importlib.util
 import os
 import os.path as osp
 
@@ -10,16 +9,12 @@ import pytest
 import mmseg_semi  # noqa: F401
 from helpers import (MEAN_TEACHER_CONFIG, REPO_ROOT,  # noqa: F401
                      SUPERVISED_CONFIG, camvid_mean_teacher_checkpoint,
-                     camvid_root, single_thread)
+                     camvid_root, load_script, single_thread)
 from mmseg.apis import inference_model
 
 
 def load_demo():
-    spec = importlib.util.spec_from_file_location(
-        '_mmseg_semi_image_demo', osp.join(REPO_ROOT, 'demo', 'image_demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('demo', 'image_demo.py', name='_mmseg_semi_image_demo')
 
 
 def test_image_demo_writes_the_overlay_and_a_legend(tmp_path, capsys):

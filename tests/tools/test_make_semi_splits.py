@@ -1,5 +1,4 @@
 """Tests for tools/dataset_converters/make_semi_splits.py."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -7,6 +6,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+
+from helpers import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL_PATH = REPO_ROOT / 'tools' / 'dataset_converters' / 'make_semi_splits.py'
@@ -17,11 +18,7 @@ CAMVID_ROOT = Path(
 
 def load_tool():
     """Import the tool by path; tools/ is not a package."""
-    spec = importlib.util.spec_from_file_location('make_semi_splits',
-                                                  TOOL_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TOOL_PATH)
 
 
 splits = load_tool()

@@ -1,7 +1,6 @@
 """tools/test.py: --predict-on for every semi-supervised segmentor,
 mmseg's --show/--show-dir/--wait-time, and --tta on CamVid and CCP."""
 import glob
-import importlib.util
 import os
 import os.path as osp
 
@@ -13,8 +12,8 @@ from mmengine.registry import init_default_scope
 
 import mmseg_semi  # noqa: F401
 from helpers import (CONFIG_DIR, MEAN_TEACHER_CONFIG,  # noqa: F401
-                     REPO_ROOT, SUPERVISED_CONFIG, camvid_root, single_thread,
-                     tiny_camvid_run_config)
+                     REPO_ROOT, SUPERVISED_CONFIG, camvid_root, load_script,
+                     single_thread, tiny_camvid_run_config)
 from mmseg.registry import MODELS
 from mmseg_semi.utils import adapt_config_to_device
 
@@ -31,11 +30,7 @@ SUPERVISED = osp.join(
 
 
 def load_test_tool():
-    spec = importlib.util.spec_from_file_location(
-        '_mmseg_semi_test_tool', osp.join(REPO_ROOT, 'tools', 'test.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'test.py', name='_mmseg_semi_test_tool')
 
 
 @pytest.mark.parametrize('config,network', [(RML, 'ensemble'),

@@ -1,7 +1,6 @@
 """The compatibility patches applied by ``import mmseg_semi``."""
 import functools
 import http.server
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -21,7 +20,8 @@ from torch import nn
 import mmseg
 import mmseg_semi  # noqa: F401  (applies the patches)
 from helpers import (CONFIG_DIR, MEAN_TEACHER_CONFIG, REPO_ROOT,  # noqa: F401
-                     TESTS_DIR, single_thread, tiny_camvid_run_config)
+                     TESTS_DIR, load_script, single_thread,
+                     tiny_camvid_run_config)
 from mmseg_semi.utils import adapt_config_to_device, compat
 
 
@@ -271,11 +271,7 @@ METHOD_RUNS = dict(
 
 @pytest.fixture(scope='module')
 def train_tool():
-    spec = importlib.util.spec_from_file_location(
-        '_compat_test_train_tool', osp.join(REPO_ROOT, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'train.py', name='_compat_test_train_tool')
 
 
 @pytest.fixture
@@ -365,11 +361,7 @@ def no_pkg_resources(monkeypatch):
 def original_package_utils():
     """mmengine's unpatched package_utils, loaded as a separate module."""
     import mmengine.utils.package_utils as patched
-    spec = importlib.util.spec_from_file_location('_original_package_utils',
-                                                  patched.__file__)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(patched.__file__, name='_original_package_utils')
 
 
 def test_package_lookup_without_pkg_resources(no_pkg_resources):

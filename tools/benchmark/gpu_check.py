@@ -23,7 +23,9 @@ it can also be run directly in a ready environment. Rows:
 so that a test can run the whole check on a CPU.
 """
 import argparse
+import ctypes
 import datetime
+import gc
 import logging
 import math
 import os.path as osp
@@ -93,13 +95,34 @@ def synchronize(device):
 def reset_peak(device):
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    # Return the previous rows' freed heap to the system, then restart the
+    # kernel's peak-RSS counter, so that each row reports its own peak.
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass  # not glibc
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass  # not Linux: the peak stays cumulative
 
 
 def peak_memory(device) -> str:
     """CUDA: max allocated since the last reset; CPU: the process's peak
-    RSS so far (cumulative over rows, so an upper bound per row)."""
+    RSS since the last reset on Linux (elsewhere cumulative over rows, an
+    upper bound per row)."""
     if device.type == 'cuda':
         return f'{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB'
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return f'{int(line.split()[1]) / 1024:.0f} MiB RSS'
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return f'{rss:.0f} MiB RSS'
 

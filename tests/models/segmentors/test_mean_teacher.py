@@ -1,6 +1,5 @@
 """MeanTeacherSegmentor on a tiny EncoderDecoder, and the export tool."""
 import copy
-import importlib.util
 import os
 import os.path as osp
 
@@ -18,7 +17,7 @@ from mmengine.structures import PixelData
 import mmseg_semi  # noqa: F401
 from helpers import (CAMVID_CLASSES, MEAN,  # noqa: F401
                      MEAN_TEACHER_CONFIG, REPO_ROOT, STD,
-                     camvid_mean_teacher_checkpoint, camvid_root,
+                     camvid_mean_teacher_checkpoint, camvid_root, load_script,
                      seg_preprocessor, single_thread, tiny_mean_teacher_cfg,
                      tiny_segmentor_cfg)
 from mmseg.apis import MMSegInferencer, inference_model, init_model
@@ -402,13 +401,8 @@ def test_wrapper_checkpoint_loads_unchanged(tmp_path):
 
 # ------------------------------------------------------------- export tool
 def load_export_tool():
-    path = osp.join(REPO_ROOT, 'tools', 'model_converters',
-                    'export_semi_checkpoint.py')
-    spec = importlib.util.spec_from_file_location('export_semi_checkpoint',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'model_converters',
+                       'export_semi_checkpoint.py')
 
 
 TEST_PIPELINE = [
