@@ -18,20 +18,15 @@ For the figure the kernel sees, wrap it in ``/usr/bin/time -v`` (its
 import argparse
 import json
 import os
-import re
 import sys
 import threading
 import time
 
 import pytest
 
-_KB = 1024
+from mmseg_semi.utils.process_memory import reset_peak_rss, status_kib
 
-
-def _status_kb(field, pid='self'):
-    with open(f'/proc/{pid}/status') as f:
-        match = re.search(rf'^{field}:\s+(\d+) kB', f.read(), re.M)
-    return int(match.group(1)) if match else 0
+_KIB_PER_MB = 1024
 
 
 def _children(pid):
@@ -54,14 +49,9 @@ def _children(pid):
     return found
 
 
-def _children_rss_kb(pid):
-    total = 0
-    for child in _children(pid):
-        try:
-            total += _status_kb('VmRSS', child)
-        except OSError:
-            pass  # exited between the listing and the read
-    return total
+def _children_rss_kib(pid):
+    # A child that exited between the listing and the read counts 0.
+    return sum(status_kib('VmRSS', child) or 0 for child in _children(pid))
 
 
 class SuiteMemoryPlugin:
@@ -78,27 +68,26 @@ class SuiteMemoryPlugin:
 
     def _sample(self):
         while not self._stop.wait(self.interval):
-            rss = _children_rss_kb(self._pid)
+            rss = _children_rss_kib(self._pid)
             with self._lock:
                 self._child_peak = max(self._child_peak, rss)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
+        reset_peak_rss()
         with self._lock:
             self._child_peak = 0
-        before = _status_kb('VmRSS')
+        before = status_kib('VmRSS')
         start = time.perf_counter()
         yield
         self.records.append(
             dict(
                 test=item.nodeid,
                 seconds=round(time.perf_counter() - start, 2),
-                rss_before_mb=round(before / _KB),
-                peak_mb=round(_status_kb('VmHWM') / _KB),
-                rss_after_mb=round(_status_kb('VmRSS') / _KB),
-                children_peak_mb=round(self._child_peak / _KB)))
+                rss_before_mb=round(before / _KIB_PER_MB),
+                peak_mb=round(status_kib('VmHWM') / _KIB_PER_MB),
+                rss_after_mb=round(status_kib('VmRSS') / _KIB_PER_MB),
+                children_peak_mb=round(self._child_peak / _KIB_PER_MB)))
 
     def close(self):
         self._stop.set()

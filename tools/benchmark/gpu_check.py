@@ -23,9 +23,7 @@ it can also be run directly in a ready environment. Rows:
 so that a test can run the whole check on a CPU.
 """
 import argparse
-import ctypes
 import datetime
-import gc
 import logging
 import math
 import os.path as osp
@@ -42,6 +40,8 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import mmseg_semi  # noqa: E402,F401
 from bench_contrastive_loss import synthetic_batch  # noqa: E402
 from mmseg_semi.models.losses import U2PLContrastiveLoss  # noqa: E402
+from mmseg_semi.utils.process_memory import (  # noqa: E402
+    release_freed_heap, reset_peak_rss, status_kib)
 
 # (section, label, config) of the training rows.
 TRAIN_ROWS = [
@@ -98,16 +98,8 @@ def reset_peak(device):
         return
     # Return the previous rows' freed heap to the system, then restart the
     # kernel's peak-RSS counter, so that each row reports its own peak.
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (AttributeError, OSError):
-        pass  # not glibc
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass  # not Linux: the peak stays cumulative
+    release_freed_heap()
+    reset_peak_rss()
 
 
 def peak_memory(device) -> str:
@@ -116,15 +108,9 @@ def peak_memory(device) -> str:
     upper bound per row)."""
     if device.type == 'cuda':
         return f'{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB'
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'):
-                    return f'{int(line.split()[1]) / 1024:.0f} MiB RSS'
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return f'{rss:.0f} MiB RSS'
+    peak_kib = status_kib('VmHWM') or resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss
+    return f'{peak_kib / 1024:.0f} MiB RSS'
 
 
 def mmcv_ops() -> str:
