@@ -508,6 +508,26 @@ def find_transforms(pipeline, transform_type) -> list:
     return found
 
 
+def differences(a, b, path: str = '') -> list:
+    """Dotted paths where ``a`` and ``b`` differ (lists of one length are
+    compared item by item, ``[i]`` in the path)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in sorted(set(a) | set(b), key=str):
+            sub = f'{path}.{key}' if path else str(key)
+            if key not in a or key not in b:
+                found.append(sub)
+            else:
+                found += differences(a[key], b[key], sub)
+        return found
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            p for i, (x, y) in enumerate(zip(a, b))
+            for p in differences(x, y, f'{path}[{i}]')
+        ]
+    return [] if a == b else [path]
+
+
 def leaf_datasets(dataset) -> list:
     """The mmseg datasets inside (possibly nested) dataset wrappers."""
     if 'datasets' in dataset:

@@ -30,8 +30,8 @@ from mmengine.runner import Runner
 from mmseg.registry import DATASETS
 
 from helpers import (CONFIG_DIR, camvid_root, ccp_root,  # noqa: F401
-                     config_environment, config_loader, leaf_datasets,
-                     plain)
+                     config_environment, config_loader, differences,
+                     leaf_datasets, plain)
 from mmseg_semi.models.segmentors import MeanTeacherSegmentor
 
 #: The keys a runner reads from a config (mmengine's Runner.from_cfg and
@@ -129,26 +129,6 @@ def normalise_paths(node):
     if isinstance(node, str) and '/../' in node:
         return osp.normpath(node)
     return node
-
-
-def differences(a, b, path: str = '') -> list:
-    """Dotted paths where ``a`` and ``b`` differ (lists of one length are
-    compared item by item, ``[i]`` in the path)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        found = []
-        for key in sorted(set(a) | set(b), key=str):
-            sub = f'{path}.{key}' if path else str(key)
-            if key not in a or key not in b:
-                found.append(sub)
-            else:
-                found += differences(a[key], b[key], sub)
-        return found
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [
-            p for i, (x, y) in enumerate(zip(a, b))
-            for p in differences(x, y, f'{path}[{i}]')
-        ]
-    return [] if a == b else [path]
 
 
 def outside(paths, allowed) -> list:

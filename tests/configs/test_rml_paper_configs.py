@@ -19,8 +19,8 @@ from fractions import Fraction
 
 import pytest
 import torch
-from helpers import (CONFIG_DIR, config_loader, find_transforms, load_script,
-                     plain, tiny_labeled_samples)
+from helpers import (CONFIG_DIR, config_loader, differences, find_transforms,
+                     load_script, plain, tiny_labeled_samples)
 from mmengine.config import Config, ConfigDict
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
@@ -282,25 +282,6 @@ def test_stage2_starts_from_the_last_stage1_checkpoint(name, dataset, split):
 
 
 # ------------------------------------------------------------- ablations
-def differences(a, b, path: str = '') -> list:
-    """Dotted paths where ``a`` and ``b`` differ (lists of one length item
-    by item)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        found = []
-        for key in sorted(set(a) | set(b), key=str):
-            sub = f'{path}.{key}' if path else str(key)
-            if key not in a or key not in b:
-                found.append(sub)
-            else:
-                found += differences(a[key], b[key], sub)
-        return found
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [
-            p for i, (x, y) in enumerate(zip(a, b))
-            for p in differences(x, y, f'{path}[{i}]')
-        ]
-    return [] if a == b else [path]
-
 
 @pytest.mark.parametrize('name', sorted(ABLATIONS))
 def test_ablation_is_its_rml_config_less_its_rows_parts(name):
